@@ -1,0 +1,439 @@
+"""Users, logins, API tokens and the audit log. Services flush; the caller commits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kotacerdas.accounts.enums import Permission, Role, role_has
+from kotacerdas.accounts.models import ApiToken, AuditEntry, LoginAttempt, User, UserSession
+from kotacerdas.accounts.security import (
+    burn_password_check,
+    hash_password,
+    new_token,
+    token_hash,
+    verify_password,
+)
+from kotacerdas.config import Settings
+from kotacerdas.db import utcnow
+from kotacerdas.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied, RateLimited
+from kotacerdas.i18n import _
+from kotacerdas.pagination import PageRequest, Paged, paginate
+
+MIN_PASSWORD_LENGTH = 8
+USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
+# Sliding sessions are extended at most this often, so that reading pages does not write on every request.
+SESSION_TOUCH_INTERVAL = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change: a user, or a named system part such as `cli` or `demo`."""
+
+    user_id: int | None
+    label: str
+    ip: str | None = None
+
+    @classmethod
+    def system(cls, label: str) -> Actor:
+        return cls(user_id=None, label=label)
+
+    @classmethod
+    def of(cls, user: User, ip: str | None = None) -> Actor:
+        return cls(user_id=user.id, label=user.username, ip=ip)
+
+
+# --- audit -----------------------------------------------------------------------------------------------------
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def snapshot(obj: Any, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The column values of a model instance as a JSON-safe dict, for the audit log."""
+    return {
+        column.key: _json_safe(getattr(obj, column.key))
+        for column in sa.inspect(obj).mapper.column_attrs
+        if column.key not in exclude
+    }
+
+
+def record_change(
+    session: Session,
+    *,
+    actor: Actor,
+    action: str,
+    entity_type: str,
+    entity_id: str | int | None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Write one audit entry in the caller's transaction, so it commits or rolls back with the change."""
+    if before is not None and after is not None:
+        changed = {key for key in after if before.get(key) != after.get(key)}
+        before = {key: before.get(key) for key in changed}
+        after = {key: after[key] for key in changed}
+    entry = AuditEntry(
+        actor_id=actor.user_id,
+        actor_label=actor.label,
+        action=action,
+        entity_type=entity_type,
+        entity_id=None if entity_id is None else str(entity_id),
+        before=before,
+        after=after,
+        ip=actor.ip,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def list_audit(
+    session: Session,
+    *,
+    page: PageRequest,
+    entity_type: str | None = None,
+    entity_id: str | None = None,
+    actor_id: int | None = None,
+    action: str | None = None,
+) -> Paged[AuditEntry]:
+    """Audit entries, newest first, optionally filtered."""
+    statement = sa.select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+    if entity_type:
+        statement = statement.where(AuditEntry.entity_type == entity_type)
+    if entity_id:
+        statement = statement.where(AuditEntry.entity_id == entity_id)
+    if actor_id:
+        statement = statement.where(AuditEntry.actor_id == actor_id)
+    if action:
+        statement = statement.where(AuditEntry.action == action)
+    return paginate(session, statement, page)
+
+
+# --- users -----------------------------------------------------------------------------------------------------
+
+_USER_AUDIT_EXCLUDE = ("password_hash",)
+
+
+def _check_username(username: str) -> str:
+    username = username.strip().lower()
+    if not 3 <= len(username) <= 64 or not set(username) <= USERNAME_CHARS:
+        raise InvalidInput(
+            _("A username has 3 to 64 characters: lowercase letters, digits, dot, dash or underscore."),
+            errors=[{"field": "username", "reason": "format"}],
+        )
+    return username
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            _("The password must have at least 8 characters."), errors=[{"field": "password", "reason": "too_short"}]
+        )
+
+
+def _check_role(session: Session, role: str, agency_id: int | None) -> Role:
+    from kotacerdas.agencies import service as agencies_service
+
+    try:
+        parsed = Role(role)
+    except ValueError:
+        raise InvalidInput(_("Unknown role."), errors=[{"field": "role", "reason": "unknown"}]) from None
+    if parsed.needs_agency and agency_id is None:
+        raise InvalidInput(
+            _("OPD roles need an OPD."), errors=[{"field": "agency_id", "reason": "required"}]
+        )
+    if agency_id is not None:
+        agencies_service.get_agency(session, agency_id=agency_id)
+    return parsed
+
+
+def get_user(session: Session, *, user_id: int) -> User:
+    """The user with this id, or NotFound."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(_("User not found."))
+    return user
+
+
+def get_user_by_username(session: Session, *, username: str) -> User | None:
+    """The user with this username, or None."""
+    return session.scalar(sa.select(User).where(User.username == username.strip().lower()))
+
+
+def list_users(
+    session: Session, *, page: PageRequest, agency_id: int | None = None, role: str | None = None
+) -> Paged[User]:
+    """Users ordered by username, optionally of one OPD or role."""
+    statement = sa.select(User).order_by(User.username)
+    if agency_id is not None:
+        statement = statement.where(User.agency_id == agency_id)
+    if role:
+        statement = statement.where(User.role == role)
+    return paginate(session, statement, page)
+
+
+def create_user(
+    session: Session,
+    *,
+    actor: Actor,
+    username: str,
+    full_name: str,
+    password: str,
+    role: str,
+    agency_id: int | None = None,
+    email: str | None = None,
+) -> User:
+    """Create a staff account."""
+    username = _check_username(username)
+    _check_password(password)
+    _check_role(session, role, agency_id)
+    if not full_name.strip():
+        raise InvalidInput(_("The full name is required."), errors=[{"field": "full_name", "reason": "required"}])
+    if get_user_by_username(session, username=username) is not None:
+        raise Conflict(_("That username is already taken."), errors=[{"field": "username", "reason": "taken"}])
+    user = User(
+        username=username,
+        full_name=full_name.strip(),
+        password_hash=hash_password(password),
+        role=role,
+        agency_id=agency_id,
+        email=(email or "").strip() or None,
+        active=True,
+    )
+    session.add(user)
+    session.flush()
+    record_change(
+        session, actor=actor, action="user.create", entity_type="user", entity_id=user.id,
+        after=snapshot(user, exclude=_USER_AUDIT_EXCLUDE),
+    )
+    return user
+
+
+def update_user(
+    session: Session,
+    *,
+    actor: Actor,
+    user_id: int,
+    full_name: str | None = None,
+    email: str | None = None,
+    role: str | None = None,
+    agency_id: int | None = None,
+    active: bool | None = None,
+    password: str | None = None,
+) -> User:
+    """Change a staff account; only the given fields change."""
+    user = get_user(session, user_id=user_id)
+    before = snapshot(user, exclude=_USER_AUDIT_EXCLUDE)
+    if role is not None or agency_id is not None:
+        new_role = role if role is not None else user.role
+        new_agency = agency_id if agency_id is not None else user.agency_id
+        if not Role(_check_role(session, new_role, new_agency)).needs_agency and agency_id is None:
+            new_agency = user.agency_id if role is None else None
+        user.role, user.agency_id = new_role, new_agency
+    if full_name is not None:
+        if not full_name.strip():
+            raise InvalidInput(_("The full name is required."), errors=[{"field": "full_name", "reason": "required"}])
+        user.full_name = full_name.strip()
+    if email is not None:
+        user.email = email.strip() or None
+    if active is not None:
+        user.active = active
+    if password is not None:
+        _check_password(password)
+        user.password_hash = hash_password(password)
+    if active is False or password is not None:
+        end_all_sessions(session, user_id=user.id)
+    session.flush()
+    after = snapshot(user, exclude=_USER_AUDIT_EXCLUDE)
+    if password is not None:
+        after["password"] = "changed"
+        before["password"] = None
+    record_change(
+        session, actor=actor, action="user.update", entity_type="user", entity_id=user.id, before=before, after=after
+    )
+    return user
+
+
+def user_can(user: User, permission: Permission) -> bool:
+    """True when the user's role grants `permission`."""
+    return user.active and role_has(user.role, permission)
+
+
+def require_permission(user: User, permission: Permission) -> None:
+    """Raise PermissionDenied unless the user's role grants `permission`."""
+    if not user_can(user, permission):
+        raise PermissionDenied(_("You do not have permission to do this."))
+
+
+# --- login sessions --------------------------------------------------------------------------------------------
+
+
+def _recent_failures(session: Session, *, column: Any, value: str, since: datetime) -> int:
+    return session.scalar(
+        sa.select(sa.func.count())
+        .select_from(LoginAttempt)
+        .where(column == value, LoginAttempt.at >= since, LoginAttempt.succeeded.is_(False))
+    ) or 0
+
+
+def login(
+    session: Session, *, settings: Settings, username: str, password: str, ip: str, user_agent: str | None = None
+) -> tuple[User, str] | None:
+    """Check a password and open a login session; returns (user, cookie token), or None when it is wrong.
+
+    A wrong password is returned, not raised, so that the caller commits the failed attempt that the rate
+    limit counts. Too many recent failures for the username or the address raise RateLimited.
+    """
+    username = username.strip().lower()[:64]
+    since = utcnow() - timedelta(minutes=settings.login_window_minutes)
+    # An address gets more tries than one username, since an office shares one public address.
+    if (
+        _recent_failures(session, column=LoginAttempt.username, value=username, since=since)
+        >= settings.login_max_failures
+        or _recent_failures(session, column=LoginAttempt.ip, value=ip, since=since)
+        >= settings.login_max_failures * 4
+    ):
+        raise RateLimited(
+            _("Too many failed logins. Try again in a few minutes."),
+            headers={"Retry-After": str(settings.login_window_minutes * 60)},
+        )
+    user = get_user_by_username(session, username=username)
+    if user is None:
+        burn_password_check(password)
+    ok = user is not None and user.active and verify_password(password, user.password_hash)
+    session.add(LoginAttempt(username=username, ip=ip, succeeded=ok))
+    if not ok:
+        session.flush()
+        return None
+    token = new_token()
+    now = utcnow()
+    session.add(
+        UserSession(
+            token_hash=token_hash(token),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + timedelta(hours=settings.session_hours),
+            ip=ip,
+            user_agent=(user_agent or "")[:300] or None,
+        )
+    )
+    user.last_login_at = now
+    session.flush()
+    record_change(
+        session, actor=Actor.of(user, ip), action="user.login", entity_type="user", entity_id=user.id
+    )
+    return user, token
+
+
+def get_session_user(session: Session, *, settings: Settings, token: str) -> tuple[User, UserSession]:
+    """The user behind a session cookie; NotAuthenticated when it is unknown, revoked or expired."""
+    row = session.scalar(sa.select(UserSession).where(UserSession.token_hash == token_hash(token)))
+    now = utcnow()
+    if row is None or row.revoked_at is not None:
+        raise NotAuthenticated(_("Please log in."))
+    if row.expires_at <= now:
+        raise NotAuthenticated(_("Your session has expired. Please log in again."))
+    user = session.get(User, row.user_id)
+    if user is None or not user.active:
+        raise NotAuthenticated(_("Please log in."))
+    if now - row.last_seen_at >= SESSION_TOUCH_INTERVAL:
+        row.last_seen_at = now
+        row.expires_at = now + timedelta(hours=settings.session_hours)
+        session.flush()
+    return user, row
+
+
+def logout(session: Session, *, token: str) -> None:
+    """End the login session of this cookie token."""
+    row = session.scalar(sa.select(UserSession).where(UserSession.token_hash == token_hash(token)))
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = utcnow()
+        user = session.get(User, row.user_id)
+        session.flush()
+        if user is not None:
+            record_change(
+                session, actor=Actor.of(user), action="user.logout", entity_type="user", entity_id=user.id
+            )
+
+
+def end_all_sessions(session: Session, *, user_id: int) -> None:
+    """Revoke every open login session of a user (on deactivation or a password change)."""
+    session.execute(
+        sa.update(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+# --- API tokens ------------------------------------------------------------------------------------------------
+
+API_TOKEN_PREFIX = "kc_"
+
+
+def create_api_token(session: Session, *, actor: Actor, user_id: int, name: str) -> tuple[ApiToken, str]:
+    """Create an API token for a user; the plain token is returned once and never stored."""
+    user = get_user(session, user_id=user_id)
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise InvalidInput(_("Give the token a name of 1 to 100 characters."), errors=[{"field": "name"}])
+    plain = new_token(API_TOKEN_PREFIX)
+    token = ApiToken(user_id=user.id, name=name, prefix=plain[: len(API_TOKEN_PREFIX) + 6], token_hash=token_hash(plain))
+    session.add(token)
+    session.flush()
+    record_change(
+        session, actor=actor, action="api_token.create", entity_type="api_token", entity_id=token.id,
+        after=snapshot(token, exclude=("token_hash",)),
+    )
+    return token, plain
+
+
+def list_api_tokens(session: Session, *, user_id: int | None = None) -> list[ApiToken]:
+    """API tokens, newest first; of one user when `user_id` is given."""
+    statement = sa.select(ApiToken).order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+    if user_id is not None:
+        statement = statement.where(ApiToken.user_id == user_id)
+    return list(session.scalars(statement))
+
+
+def revoke_api_token(session: Session, *, actor: Actor, token_id: int, owner_id: int | None = None) -> ApiToken:
+    """Revoke an API token; with `owner_id`, only that user's own token."""
+    token = session.get(ApiToken, token_id)
+    if token is None or (owner_id is not None and token.user_id != owner_id):
+        raise NotFound(_("API token not found."))
+    if token.revoked_at is None:
+        before = snapshot(token, exclude=("token_hash",))
+        token.revoked_at = utcnow()
+        session.flush()
+        record_change(
+            session, actor=actor, action="api_token.revoke", entity_type="api_token", entity_id=token.id,
+            before=before, after=snapshot(token, exclude=("token_hash",)),
+        )
+    return token
+
+
+def get_token_user(session: Session, *, token: str) -> User:
+    """The user behind a Bearer token; NotAuthenticated when it is unknown, revoked or expired."""
+    row = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
+    now = utcnow()
+    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        raise NotAuthenticated(_("The API token is invalid or revoked."))
+    user = session.get(User, row.user_id)
+    if user is None or not user.active:
+        raise NotAuthenticated(_("The API token is invalid or revoked."))
+    # Recording every use would make each API read a write; once an hour is enough to see which tokens live.
+    if row.last_used_at is None or now - row.last_used_at >= timedelta(hours=1):
+        row.last_used_at = now
+        session.flush()
+    return user

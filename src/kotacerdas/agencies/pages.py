@@ -1,0 +1,5 @@
+"""HTML pages of the agencies domain."""
+
+from fastapi import APIRouter
+
+router = APIRouter(include_in_schema=False)

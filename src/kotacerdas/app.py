@@ -1,0 +1,174 @@
+"""The application factory: `create_app(settings)` builds the whole web app (pages, JSON API, operations)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from xstatic.pkg import leaflet as xstatic_leaflet
+
+from kotacerdas import __version__
+from kotacerdas.config import Settings, load_settings
+from kotacerdas.db import make_engine, make_sessionmaker
+from kotacerdas.errors import DomainError, NotAuthenticated
+from kotacerdas.i18n import _
+from kotacerdas.middleware import (
+    CsrfCookieMiddleware,
+    LocaleMiddleware,
+    Metrics,
+    MetricsMiddleware,
+    SecurityHeadersMiddleware,
+)
+from kotacerdas.problems import problem_response
+from kotacerdas.web.templating import STATIC_DIR, make_environment, render
+
+log = logging.getLogger("kotacerdas")
+
+API_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics")
+
+
+def wants_problem_json(request: Request) -> bool:
+    """API paths answer errors as problem+json; pages answer with an HTML page."""
+    path = request.url.path
+    return path.startswith(API_PREFIXES) or "json" in request.headers.get("accept", "").split(",")[0]
+
+
+def _http_title(status: int) -> str:
+    return {
+        400: _("Bad request"),
+        401: _("Not logged in"),
+        403: _("Not allowed"),
+        404: _("Not found"),
+        405: _("Method not allowed"),
+        409: _("Conflict"),
+        413: _("Request too large"),
+        415: _("Unsupported media type"),
+        422: _("Invalid input"),
+        429: _("Too many requests"),
+    }.get(status, _("Server error") if status >= 500 else _("Request error"))
+
+
+def _error_page(request: Request, *, status: int, title: str, detail: str, headers: dict | None = None):
+    response = render(request, "error.html", {"status": status, "title": title, "detail": detail}, status_code=status)
+    response.headers.update(headers or {})
+    return response
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError):
+        if not wants_problem_json(request):
+            if isinstance(exc, NotAuthenticated):
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/masuk?next={quote(target)}", status_code=303)
+            return _error_page(
+                request, status=exc.status_code, title=_http_title(exc.status_code), detail=exc.detail,
+                headers=exc.headers,
+            )
+        return problem_response(
+            status=exc.status_code, slug=exc.slug, title=_http_title(exc.status_code), detail=exc.detail,
+            instance=request.url.path, errors=exc.errors, headers=exc.headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        errors = [
+            {"field": ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")),
+             "reason": error.get("type"), "message": error.get("msg")}
+            for error in exc.errors()
+        ]
+        detail = _("Some values are missing or wrong; see errors.")
+        if not wants_problem_json(request):
+            return _error_page(request, status=422, title=_http_title(422), detail=detail)
+        return problem_response(
+            status=422, slug="invalid-input", title=_http_title(422), detail=detail, instance=request.url.path,
+            errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        detail = exc.detail if isinstance(exc.detail, str) and exc.status_code != 404 else _http_title(exc.status_code)
+        if exc.status_code == 404:
+            detail = _("The page or item you asked for does not exist.")
+        if not wants_problem_json(request):
+            return _error_page(request, status=exc.status_code, title=_http_title(exc.status_code), detail=detail)
+        return problem_response(
+            status=exc.status_code, slug=f"http-{exc.status_code}", title=_http_title(exc.status_code),
+            detail=detail, instance=request.url.path, headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(
+            status=500, slug="server-error", title=_http_title(500),
+            detail=_("Something went wrong on our side. It has been logged."), instance=request.url.path,
+        )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the web app for `settings`. Nothing connects to the database until a request needs it."""
+    from kotacerdas.accounts import api as accounts_api
+    from kotacerdas.accounts import pages as accounts_pages
+    from kotacerdas.agencies import api as agencies_api
+    from kotacerdas.agencies import pages as agencies_pages
+    from kotacerdas.dashboards import pages as dashboards_pages
+    from kotacerdas.ops import router as ops_router
+    from kotacerdas.regions import api as regions_api
+    from kotacerdas.regions import pages as regions_pages
+
+    engine = make_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="kotacerdas API",
+        version=__version__,
+        description="JSON API of the kotacerdas smart-city platform. Errors are RFC 9457 problem+json.",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.templates = make_environment(settings)
+    app.state.metrics = Metrics()
+
+    secure = settings.mode == "production"
+    # Added innermost first: metrics see the final status; the locale wraps everything so errors are translated.
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(CsrfCookieMiddleware, secure_cookies=secure)
+    app.add_middleware(LocaleMiddleware, default_locale=settings.default_locale, secure_cookies=secure)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+
+    _install_error_handlers(app)
+    app.mount("/static/vendor/leaflet", StaticFiles(directory=xstatic_leaflet.BASE_DIR), name="leaflet")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for router in (
+        ops_router,
+        regions_api.router,
+        agencies_api.router,
+        accounts_api.router,
+        dashboards_pages.router,
+        regions_pages.router,
+        agencies_pages.router,
+        accounts_pages.router,
+    ):
+        app.include_router(router)
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """Factory for `uvicorn --factory` and worker processes: settings from KOTACERDAS_* variables."""
+    return create_app(load_settings())

@@ -1,0 +1,134 @@
+"""Request dependencies as Annotated aliases: settings, the database session, the current user, permissions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from kotacerdas.accounts import service as accounts
+from kotacerdas.accounts.enums import Permission
+from kotacerdas.accounts.models import User
+from kotacerdas.accounts.security import csrf_matches, csrf_token
+from kotacerdas.config import Settings
+from kotacerdas.errors import CsrfFailed, NotAuthenticated
+from kotacerdas.i18n import _
+
+SESSION_COOKIE = "kc_session"
+CSRF_COOKIE = "kc_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed before the response is sent, rolled back on any error."""
+    session = request.app.state.sessionmaker()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# scope="function": the commit runs before the response goes out, so a 2xx always means "stored".
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address as the server sees it (put the app behind a proxy that sets it right)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _sep, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def get_optional_user(request: Request, session: SessionDep, settings: SettingsDep) -> User | None:
+    """The logged-in user (session cookie) or token holder (Bearer header), or None for a visitor."""
+    if "current_user" in request.state._state:
+        return request.state.current_user
+    user = None
+    token = _bearer_token(request)
+    if token is not None:
+        user = accounts.get_token_user(session, token=token)
+        request.state.auth_kind = "token"
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        try:
+            user, login_session = accounts.get_session_user(session, settings=settings, token=cookie)
+        except NotAuthenticated:
+            request.state.session_expired = True
+            user = None
+        else:
+            request.state.auth_kind = "session"
+            request.state.csrf_seed = login_session.token_hash
+    request.state.current_user = user
+    return user
+
+
+OptionalUser = Annotated[User | None, Depends(get_optional_user)]
+
+
+def get_current_user(request: Request, user: OptionalUser) -> User:
+    """The logged-in user; a visitor gets 401 (API) or is sent to the login page (pages)."""
+    if user is None:
+        if getattr(request.state, "session_expired", False):
+            raise NotAuthenticated(_("Your session has expired. Please log in again."))
+        raise NotAuthenticated(_("Please log in."))
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def request_csrf_token(request: Request) -> str:
+    """The CSRF token that forms on this page must send back."""
+    seed = getattr(request.state, "csrf_seed", None) or request.scope.get("kc_csrf_cookie", "")
+    return csrf_token(request.app.state.settings.secret_key, seed)
+
+
+async def verify_csrf(request: Request, user: OptionalUser) -> None:
+    """Refuse a state-changing request made with cookies unless it carries the page's CSRF token."""
+    if request.method in SAFE_METHODS or getattr(request.state, "auth_kind", None) == "token":
+        return
+    presented = request.headers.get(CSRF_HEADER)
+    if presented is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        presented = (await request.form()).get(CSRF_FIELD)
+    seed = getattr(request.state, "csrf_seed", None) or request.scope.get("kc_csrf_cookie", "")
+    if not seed or not csrf_matches(request.app.state.settings.secret_key, seed, presented):
+        raise CsrfFailed(_("The form has expired or did not come from this site. Reload the page and try again."))
+
+
+CsrfChecked = Depends(verify_csrf)
+
+
+def require(permission: Permission) -> Callable[..., User]:
+    """A dependency that returns the current user when their role grants `permission` (pages and API alike)."""
+
+    def dependency(user: CurrentUser, _csrf: Annotated[None, CsrfChecked]) -> User:
+        accounts.require_permission(user, permission)
+        return user
+
+    dependency.__name__ = f"require_{permission.value.replace('.', '_')}"
+    return dependency
+
+
+def actor_of(request: Request, user: User) -> accounts.Actor:
+    """The audit actor for a change made by `user` in this request."""
+    return accounts.Actor.of(user, client_ip(request))

@@ -1,0 +1,5 @@
+"""HTML pages of the regions domain."""
+
+from fastapi import APIRouter
+
+router = APIRouter(include_in_schema=False)
