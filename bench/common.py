@@ -1,0 +1,88 @@
+"""What every benchmark shares: machine facts, latency percentiles, peak memory, the results file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).parent / "results"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "musi-rawas"
+
+
+def machine() -> dict[str, Any]:
+    """Facts about the machine the figures were measured on."""
+    try:
+        with open("/proc/meminfo") as handle:
+            mem_kib = int(handle.readline().split()[1])
+    except OSError:
+        mem_kib = 0
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def percentiles(samples_seconds: list[float]) -> dict[str, float]:
+    """p50/p95/p99/max of latency samples, in milliseconds."""
+    if not samples_seconds:
+        return {}
+    ordered = sorted(samples_seconds)
+    cuts = statistics.quantiles(ordered, n=100, method="inclusive") if len(ordered) > 1 else [ordered[0]] * 99
+    return {
+        "p50_ms": round(cuts[49] * 1000, 4),
+        "p95_ms": round(cuts[94] * 1000, 4),
+        "p99_ms": round(cuts[98] * 1000, 4),
+        "max_ms": round(ordered[-1] * 1000, 4),
+        "count": len(ordered),
+    }
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def git_revision() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_result(name: str, figures: dict[str, Any], *, targets: dict[str, Any], passed: bool) -> Path:
+    """Write bench/results/NAME.json with the machine, the figures, the targets and whether they were met."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    document = {
+        "benchmark": name,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "revision": git_revision(),
+        "machine": machine(),
+        "targets": targets,
+        "targets_met": passed,
+        "peak_rss_mib": peak_rss_mib(),
+        **figures,
+    }
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps(document, indent=2, ensure_ascii=False), file=sys.stdout)
+    return path

@@ -1,0 +1,267 @@
+"""The `kotacerdas` command: run the portal, migrate, seed the demo, manage users and regions."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kotacerdas import __version__
+from kotacerdas.config import Settings, SettingsError, load_settings
+from kotacerdas.errors import DomainError
+
+app = typer.Typer(
+    help="kotacerdas: platform kota cerdas. Setiap pengaturan dibaca dari variabel lingkungan KOTACERDAS_*.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Basis data / database.", no_args_is_help=True)
+user_app = typer.Typer(help="Pengguna / users.", no_args_is_help=True)
+wilayah_app = typer.Typer(help="Wilayah (kecamatan, desa/kelurahan) / regions.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(wilayah_app, name="wilayah")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str) -> NoReturn:
+    """Print one clear line and stop with exit code 2."""
+    err_console.print(f"[bold red]Galat / Error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def settings_or_fail(**overrides) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+@contextmanager
+def transaction(settings: Settings):
+    """A session whose work is committed at the end, or rolled back (and reported in one line) on a DomainError."""
+    from kotacerdas.db import make_engine, make_sessionmaker
+
+    engine = make_engine(settings)
+    try:
+        with make_sessionmaker(engine)() as session:
+            try:
+                yield session
+                session.commit()
+            except DomainError as exc:
+                session.rollback()
+                _report_domain_error(exc)
+    finally:
+        engine.dispose()
+
+
+def _report_domain_error(exc: DomainError) -> NoReturn:
+    for error in exc.errors[:200]:
+        where = ", ".join(f"{key}={value}" for key, value in error.items() if key != "reason")
+        err_console.print(f"  - {where}: {error.get('reason', '')}", highlight=False, soft_wrap=True)
+    if len(exc.errors) > 200:
+        err_console.print(f"  … {len(exc.errors) - 200} more", highlight=False)
+    fail(exc.detail)
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+
+
+def upgrade(settings: Settings) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from kotacerdas.db import make_engine
+    from kotacerdas.migrate import upgrade_database
+
+    engine = make_engine(settings)
+    try:
+        upgrade_database(engine)
+    except OperationalError as exc:
+        fail(f"KOTACERDAS_DATABASE_URL: database unreachable ({exc.orig.__class__.__name__}: {str(exc.orig).strip()})")
+    finally:
+        engine.dispose()
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"kotacerdas {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """kotacerdas."""
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the newest schema."""
+    settings = settings_or_fail()
+    upgrade(settings)
+    console.print("Basis data mutakhir / database is up to date.")
+
+
+def serve_app(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    if workers > 1 and settings.is_sqlite:
+        console.print("[yellow]SQLite: one worker process is enough; use PostgreSQL for several.[/]")
+    if workers > 1:
+        # Worker processes rebuild the app from the environment; the settings were checked above.
+        uvicorn.run(
+            "kotacerdas.app:create_app_from_environment", factory=True, host=host, port=port, workers=workers,
+            log_level="info", proxy_headers=True,
+        )
+    else:
+        from kotacerdas.app import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (PostgreSQL only).")] = 1,
+    migrate: Annotated[bool, typer.Option(help="Migrate the database before serving.")] = True,
+) -> None:
+    """Serve the portal and the API."""
+    settings = settings_or_fail()
+    if migrate:
+        upgrade(settings)
+    serve_app(settings, host=host, port=port, workers=workers)
+
+
+@user_app.command("create")
+def user_create(
+    username: Annotated[str, typer.Option(help="Login name.")],
+    role: Annotated[str, typer.Option(help="admin, operator, opd_admin, opd_staff or pimpinan.")] = "admin",
+    full_name: Annotated[str | None, typer.Option(help="Full name (default: the username).")] = None,
+    agency: Annotated[str | None, typer.Option(help="Short name of the OPD, for opd_admin and opd_staff.")] = None,
+    email: Annotated[str | None, typer.Option(help="Email address.")] = None,
+    password: Annotated[
+        str | None, typer.Option(help="Password; asked for when not given (or read from KOTACERDAS_PASSWORD).")
+    ] = None,
+) -> None:
+    """Create a staff account."""
+    from kotacerdas.accounts import service as accounts
+    from kotacerdas.agencies import service as agencies
+
+    settings = settings_or_fail()
+    password = password or os.environ.get("KOTACERDAS_PASSWORD")
+    if password is None:
+        password = getpass.getpass("Kata sandi / password: ")
+        if getpass.getpass("Ulangi / repeat: ") != password:
+            fail("the two passwords differ")
+    upgrade(settings)
+    with transaction(settings) as session:
+        agency_id = agencies.get_agency_by_short_name(session, short_name=agency).id if agency else None
+        user = accounts.create_user(
+            session, actor=accounts.Actor.system("cli"), username=username, full_name=full_name or username,
+            password=password, role=role, agency_id=agency_id, email=email,
+        )
+        console.print(f"Pengguna dibuat / user created: {user.username} ({user.role})")
+
+
+@wilayah_app.command("import")
+def wilayah_import(
+    file: Annotated[Path, typer.Argument(help="GeoJSON FeatureCollection with kode, nama, level, induk.")],
+    dry_run: Annotated[bool, typer.Option(help="Check the file and store nothing.")] = False,
+) -> None:
+    """Import kecamatan and desa/kelurahan boundaries; any bad feature stops the whole import."""
+    from kotacerdas.accounts import service as accounts
+    from kotacerdas.regions import service as regions
+
+    settings = settings_or_fail()
+    if not file.is_file():
+        fail(f"{file}: file not found")
+    upgrade(settings)
+    with transaction(settings) as session, progress_bar() as progress:
+        task = progress.add_task("Memeriksa / checking", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = regions.import_boundaries(
+            session, settings=settings, data=file.read_bytes(), actor=accounts.Actor.system("cli"), progress=advance,
+            dry_run=dry_run,
+        )
+        if dry_run:
+            session.rollback()
+    verb = "would import" if dry_run else "imported"
+    console.print(
+        f"Wilayah {verb}: {result.created} baru/new, {result.updated} diperbarui/updated, "
+        f"{result.total} fitur/features."
+    )
+
+
+def find_demo_boundaries() -> Path | None:
+    """The Musi Rawas reference boundaries beside the repository, when present."""
+    candidates = [Path.cwd().parent / "shared/data/musi-rawas/wilayah-16.05.geojson"]
+    candidates.append(Path(__file__).resolve().parents[3] / "shared/data/musi-rawas/wilayah-16.05.geojson")
+    return next((path for path in candidates if path.is_file()), None)
+
+
+@app.command()
+def demo(
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the portal after seeding.")] = True,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    wilayah: Annotated[
+        Path | None, typer.Option(help="Boundaries GeoJSON (default: ../shared/data/musi-rawas/ when present).")
+    ] = None,
+) -> None:
+    """Create the data folder, migrate, seed the Musi Rawas demo and serve it."""
+    from kotacerdas.demo import DEMO_PASSWORD, seed_demo
+
+    settings = settings_or_fail()
+    if settings.mode == "production":
+        fail("KOTACERDAS_MODE: the demo creates accounts with a published password; not in production")
+    boundaries = wilayah or find_demo_boundaries()
+    if wilayah is not None and not wilayah.is_file():
+        fail(f"{wilayah}: file not found")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings)
+    with transaction(settings) as session, progress_bar() as progress:
+        summary = seed_demo(session, settings=settings, boundaries=boundaries, progress=_progress_callback(progress))
+    console.print(f"Data: {settings.data_dir.resolve()}  ({settings.sqlalchemy_url.split('://')[0]})")
+    for line in summary.lines():
+        console.print(f"  {line}")
+    if boundaries is None:
+        console.print("[yellow]Batas wilayah tidak ditemukan; peta memakai titik pusat kecamatan.[/]")
+    console.print(f"\nPortal: http://{host}:{port}/")
+    console.print(f"Login admin demo: [bold]admin[/] / [bold]{DEMO_PASSWORD}[/]  (juga: {', '.join(summary.other_users)})")
+    if serve_after:
+        serve_app(settings, host=host, port=port, workers=1)
+
+
+def _progress_callback(progress: Progress) -> Callable[[str, int, int], None]:
+    tasks: dict[str, int] = {}
+
+    def update(step: str, done: int, total: int) -> None:
+        if step not in tasks:
+            tasks[step] = progress.add_task(step, total=total)
+        progress.update(tasks[step], completed=done, total=total)
+
+    return update
+
+
+def main() -> None:
+    app()
