@@ -30,7 +30,9 @@ TEST_PASSWORD = "rahasia-uji-123"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--db", choices=("sqlite", "postgres", "all"), default="all",
+        "--db",
+        choices=("sqlite", "postgres", "all"),
+        default="all",
         help="database backend(s) for database tests; 'all' is SQLite plus PostgreSQL when "
         "KOTACERDAS_TEST_POSTGRES_URL is set",
     )
@@ -77,8 +79,8 @@ class _Databases:
             self.postgres_admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
             with self.postgres_admin.connect() as connection:
                 connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            self.postgres_url = sa.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(
-                hide_password=False
+            self.postgres_url = (
+                sa.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
             )
             engine = make_engine(Settings(database_url=self.postgres_url))
             upgrade_database(engine)
@@ -147,8 +149,13 @@ def make_user(session):
 
     def make(username: str = "admin", role: str = "admin", agency_id: int | None = None):
         user = accounts.create_user(
-            session, actor=accounts.Actor.system("test"), username=username, full_name=username.title(),
-            password=TEST_PASSWORD, role=role, agency_id=agency_id,
+            session,
+            actor=accounts.Actor.system("test"),
+            username=username,
+            full_name=username.title(),
+            password=TEST_PASSWORD,
+            role=role,
+            agency_id=agency_id,
         )
         session.commit()
         return user

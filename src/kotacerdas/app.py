@@ -68,26 +68,41 @@ def _install_error_handlers(app: FastAPI) -> None:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/masuk?next={quote(target)}", status_code=303)
             return _error_page(
-                request, status=exc.status_code, title=_http_title(exc.status_code), detail=exc.detail,
+                request,
+                status=exc.status_code,
+                title=_http_title(exc.status_code),
+                detail=exc.detail,
                 headers=exc.headers,
             )
         return problem_response(
-            status=exc.status_code, slug=exc.slug, title=_http_title(exc.status_code), detail=exc.detail,
-            instance=request.url.path, errors=exc.errors, headers=exc.headers,
+            status=exc.status_code,
+            slug=exc.slug,
+            title=_http_title(exc.status_code),
+            detail=exc.detail,
+            instance=request.url.path,
+            errors=exc.errors,
+            headers=exc.headers,
         )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         errors = [
-            {"field": ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")),
-             "reason": error.get("type"), "message": error.get("msg")}
+            {
+                "field": ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")),
+                "reason": error.get("type"),
+                "message": error.get("msg"),
+            }
             for error in exc.errors()
         ]
         detail = _("Some values are missing or wrong; see errors.")
         if not wants_problem_json(request):
             return _error_page(request, status=422, title=_http_title(422), detail=detail)
         return problem_response(
-            status=422, slug="invalid-input", title=_http_title(422), detail=detail, instance=request.url.path,
+            status=422,
+            slug="invalid-input",
+            title=_http_title(422),
+            detail=detail,
+            instance=request.url.path,
             errors=errors,
         )
 
@@ -99,16 +114,23 @@ def _install_error_handlers(app: FastAPI) -> None:
         if not wants_problem_json(request):
             return _error_page(request, status=exc.status_code, title=_http_title(exc.status_code), detail=detail)
         return problem_response(
-            status=exc.status_code, slug=f"http-{exc.status_code}", title=_http_title(exc.status_code),
-            detail=detail, instance=request.url.path, headers=getattr(exc, "headers", None),
+            status=exc.status_code,
+            slug=f"http-{exc.status_code}",
+            title=_http_title(exc.status_code),
+            detail=detail,
+            instance=request.url.path,
+            headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(
-            status=500, slug="server-error", title=_http_title(500),
-            detail=_("Something went wrong on our side. It has been logged."), instance=request.url.path,
+            status=500,
+            slug="server-error",
+            title=_http_title(500),
+            detail=_("Something went wrong on our side. It has been logged."),
+            instance=request.url.path,
         )
 
 

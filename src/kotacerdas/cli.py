@@ -126,8 +126,13 @@ def serve_app(settings: Settings, *, host: str, port: int, workers: int) -> None
     if workers > 1:
         # Worker processes rebuild the app from the environment; the settings were checked above.
         uvicorn.run(
-            "kotacerdas.app:create_app_from_environment", factory=True, host=host, port=port, workers=workers,
-            log_level="info", proxy_headers=True,
+            "kotacerdas.app:create_app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            proxy_headers=True,
         )
     else:
         from kotacerdas.app import create_app
@@ -174,8 +179,14 @@ def user_create(
     with transaction(settings) as session:
         agency_id = agencies.get_agency_by_short_name(session, short_name=agency).id if agency else None
         user = accounts.create_user(
-            session, actor=accounts.Actor.system("cli"), username=username, full_name=full_name or username,
-            password=password, role=role, agency_id=agency_id, email=email,
+            session,
+            actor=accounts.Actor.system("cli"),
+            username=username,
+            full_name=full_name or username,
+            password=password,
+            role=role,
+            agency_id=agency_id,
+            email=email,
         )
         console.print(f"Pengguna dibuat / user created: {user.username} ({user.role})")
 
@@ -200,7 +211,11 @@ def wilayah_import(
             progress.update(task, completed=done, total=total)
 
         result = regions.import_boundaries(
-            session, settings=settings, data=file.read_bytes(), actor=accounts.Actor.system("cli"), progress=advance,
+            session,
+            settings=settings,
+            data=file.read_bytes(),
+            actor=accounts.Actor.system("cli"),
+            progress=advance,
             dry_run=dry_run,
         )
         if dry_run:
@@ -247,7 +262,9 @@ def demo(
     if boundaries is None:
         console.print("[yellow]Batas wilayah tidak ditemukan; peta memakai titik pusat kecamatan.[/]")
     console.print(f"\nPortal: http://{host}:{port}/")
-    console.print(f"Login admin demo: [bold]admin[/] / [bold]{DEMO_PASSWORD}[/]  (juga: {', '.join(summary.other_users)})")
+    console.print(
+        f"Login admin demo: [bold]admin[/] / [bold]{DEMO_PASSWORD}[/]  (juga: {', '.join(summary.other_users)})"
+    )
     if serve_after:
         serve_app(settings, host=host, port=port, workers=1)
 

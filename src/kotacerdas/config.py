@@ -28,8 +28,9 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(Path("kotacerdas-data"), description="Folder for the SQLite database and uploads.")
     database_url: str = Field(
-        "", description="SQLAlchemy URL; empty means `sqlite:///<data_dir>/kotacerdas.db`. PostgreSQL: "
-        "`postgresql+psycopg://user:pass@host/db`."
+        "",
+        description="SQLAlchemy URL; empty means `sqlite:///<data_dir>/kotacerdas.db`. PostgreSQL: "
+        "`postgresql+psycopg://user:pass@host/db`.",
     )
     secret_key: str = Field(DEVELOPMENT_SECRET, description="Signs sessions and CSRF tokens. At least 32 characters.")
     timezone: str = Field("Asia/Jakarta", description="Time zone for display (UTC is stored).")
@@ -38,8 +39,9 @@ class Settings(BaseSettings):
     region_name: str = Field("Kabupaten Musi Rawas", description="Name shown in the portal's header.")
     public_base_url: str = Field("http://127.0.0.1:8000", description="Public address, used in links in emails.")
     map_tile_url: str = Field(
-        "", description="Leaflet tile URL template, e.g. `https://tile.openstreetmap.org/{z}/{x}/{y}.png`; "
-        "empty shows boundaries on a blank background."
+        "",
+        description="Leaflet tile URL template, e.g. `https://tile.openstreetmap.org/{z}/{x}/{y}.png`; "
+        "empty shows boundaries on a blank background.",
     )
     map_tile_attribution: str = Field("", description="Attribution text for the tile layer.")
     session_hours: int = Field(12, ge=1, le=24 * 30, description="How long a login lasts without activity.")

@@ -54,7 +54,10 @@ def seed_demo(
     summary.regions = regions.seed_builtin_regions(session, settings=settings)
     if boundaries is not None:
         result = regions.import_boundaries(
-            session, settings=settings, data=boundaries.read_bytes(), actor=actor,
+            session,
+            settings=settings,
+            data=boundaries.read_bytes(),
+            actor=actor,
             progress=(lambda done, total: progress("Batas wilayah", done, total)) if progress else None,
         )
         summary.boundaries = result.total
@@ -66,7 +69,12 @@ def seed_demo(
             continue
         agency_id = agencies.get_agency_by_short_name(session, short_name=agency_short).id if agency_short else None
         accounts.create_user(
-            session, actor=actor, username=username, full_name=full_name, password=DEMO_PASSWORD, role=role,
+            session,
+            actor=actor,
+            username=username,
+            full_name=full_name,
+            password=DEMO_PASSWORD,
+            role=role,
             agency_id=agency_id,
         )
         summary.users_created += 1

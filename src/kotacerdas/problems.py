@@ -23,8 +23,14 @@ class ProblemDetail(BaseModel):
 
 
 def problem_response(
-    *, status: int, slug: str, title: str, detail: str, instance: str | None = None,
-    errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
+    *,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    instance: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """A problem+json response."""
     body = ProblemDetail(
