@@ -66,11 +66,14 @@ def transaction(settings: Settings):
 
 
 def _report_domain_error(exc: DomainError) -> NoReturn:
-    for error in exc.errors[:200]:
+    # Items that only name a field restate the message (one line is enough); items that locate something, such as
+    # a feature of an imported file, get a line each.
+    located = [error for error in exc.errors if set(error) - {"field", "reason", "message"}]
+    for error in located[:200]:
         where = ", ".join(f"{key}={value}" for key, value in error.items() if key != "reason")
         err_console.print(f"  - {where}: {error.get('reason', '')}", highlight=False, soft_wrap=True)
-    if len(exc.errors) > 200:
-        err_console.print(f"  … {len(exc.errors) - 200} more", highlight=False)
+    if len(located) > 200:
+        err_console.print(f"  … {len(located) - 200} more", highlight=False)
     fail(exc.detail)
 
 
@@ -90,7 +93,8 @@ def upgrade(settings: Settings) -> None:
     try:
         upgrade_database(engine)
     except OperationalError as exc:
-        fail(f"KOTACERDAS_DATABASE_URL: database unreachable ({exc.orig.__class__.__name__}: {str(exc.orig).strip()})")
+        reason = " ".join(str(exc.orig).split())  # psycopg's message spans lines; the error is one line
+        fail(f"KOTACERDAS_DATABASE_URL: database unreachable ({exc.orig.__class__.__name__}: {reason})")
     finally:
         engine.dispose()
 

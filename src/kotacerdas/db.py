@@ -89,7 +89,10 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # A write request takes the write lock up front: upgrading a read snapshot later fails at once
+        # ("database is locked") when another writer committed in between, whatever the busy timeout.
+        immediate = connection.get_execution_options().get("kotacerdas_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

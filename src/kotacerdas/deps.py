@@ -33,10 +33,16 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request: committed before the response is sent, rolled back on any error."""
     session = request.app.state.sessionmaker()
+    if request.method not in SAFE_METHODS:
+        session.connection(execution_options={"kotacerdas_write": True})
     try:
         yield session
         session.commit()
     except BaseException:
+        # The error page still shows who is logged in: keep the user's loaded values out of the rollback's expiry.
+        user = request.state._state.get("current_user")
+        if user is not None and user in session:
+            session.expunge(user)
         session.rollback()
         raise
     finally:

@@ -20,16 +20,23 @@ LANGUAGE_NAMES = {"id": "Bahasa Indonesia", "en": "English"}
 _current_locale: ContextVar[str] = ContextVar("kotacerdas_locale", default="id")
 
 
+def catalogue_path(locale: str) -> Path:
+    """The `.po` file of a language."""
+    return LOCALE_DIR / locale / "LC_MESSAGES" / "messages.po"
+
+
 @cache
 def _catalogue(locale: str) -> dict[str, str | tuple[str, ...]]:
-    path = LOCALE_DIR / locale / "LC_MESSAGES" / "messages.po"
+    path = catalogue_path(locale)
     if not path.exists():
         return {}
     with path.open("rb") as handle:
         catalog = read_po(handle, locale=locale)
     messages: dict[str, str | tuple[str, ...]] = {}
     for message in catalog:
-        if not message.id or not message.string or message.fuzzy:
+        strings = message.string if isinstance(message.string, tuple | list) else (message.string,)
+        # An untranslated plural entry is a tuple of empty strings; it must fall back to the msgid too.
+        if not message.id or message.fuzzy or not all(strings):
             continue
         key = message.id[0] if isinstance(message.id, tuple | list) else message.id
         messages[key] = tuple(message.string) if isinstance(message.string, tuple | list) else message.string
@@ -61,6 +68,8 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     translated = _catalogue(get_locale()).get(singular)
     if isinstance(translated, tuple) and translated:
         return translated[0] if len(translated) == 1 or n == 1 else translated[1]
+    if isinstance(translated, str) and translated:
+        return translated
     return singular if n == 1 else plural
 
 

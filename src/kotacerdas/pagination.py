@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 import sqlalchemy as sa
+from fastapi import Depends, Query
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
@@ -53,3 +54,15 @@ class Page(BaseModel, Generic[T]):
     total: int
     page: int
     per_page: int
+
+
+def page_request(
+    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1")] = 1,
+    per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE, description="Items per page")] = 50,
+) -> PageRequest:
+    """The `?page=` and `?per_page=` of a list request, bounded."""
+    return PageRequest(page=page, per_page=per_page)
+
+
+# A list endpoint's paging parameters, for the API and pages alike.
+PageQuery = Annotated[PageRequest, Depends(page_request)]

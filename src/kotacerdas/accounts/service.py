@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import enum
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kotacerdas.accounts.enums import Permission, Role, role_has
@@ -23,9 +27,12 @@ from kotacerdas.config import Settings
 from kotacerdas.db import utcnow
 from kotacerdas.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied, RateLimited
 from kotacerdas.i18n import _
-from kotacerdas.pagination import PageRequest, Paged, paginate
+from kotacerdas.pagination import Paged, PageRequest, paginate
 
 MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 256
+FULL_NAME_MAX = 200
+EMAIL_MAX = 200
 USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
 # Sliding sessions are extended at most this often, so that reading pages does not write on every request.
 SESSION_TOUCH_INTERVAL = timedelta(minutes=5)
@@ -46,6 +53,53 @@ class Actor:
     @classmethod
     def of(cls, user: User, ip: str | None = None) -> Actor:
         return cls(user_id=user.id, label=user.username, ip=ip)
+
+
+class Unset(enum.Enum):
+    """The value of an update argument that was not given, so that None can mean "clear this field"."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
+_EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def clean_text(value: str | None, *, field: str, label: str, max_length: int, required: bool = False) -> str | None:
+    """`value` stripped, or None when empty; InvalidInput naming `label` when it is required or too long."""
+    value = (value or "").strip()
+    if not value:
+        if required:
+            raise InvalidInput(
+                _("%(field)s is required.") % {"field": label}, errors=[{"field": field, "reason": "required"}]
+            )
+        return None
+    if len(value) > max_length:
+        raise InvalidInput(
+            _("%(field)s is too long: at most %(max)d characters.") % {"field": label, "max": max_length},
+            errors=[{"field": field, "reason": "too_long"}],
+        )
+    # Control characters are never meant in a name or an address, and PostgreSQL refuses NUL in text outright.
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise InvalidInput(
+            _("%(field)s contains characters that are not allowed.") % {"field": label},
+            errors=[{"field": field, "reason": "control_character"}],
+        )
+    return value
+
+
+def search_text(value: str | None) -> str | None:
+    """A filter value from a query string without NUL (PostgreSQL refuses it in text), or None when empty."""
+    value = (value or "").replace("\x00", "").strip()
+    return value or None
+
+
+def clean_email(value: str | None, *, field: str = "email") -> str | None:
+    """An email address stripped, or None when empty; InvalidInput when it does not look like one."""
+    value = clean_text(value, field=field, label=_("Email"), max_length=EMAIL_MAX)
+    if value is not None and not _EMAIL_SHAPE.match(value):
+        raise InvalidInput(_("The email address does not look right."), errors=[{"field": field, "reason": "format"}])
+    return value
 
 
 # --- audit -----------------------------------------------------------------------------------------------------
@@ -109,6 +163,7 @@ def list_audit(
 ) -> Paged[AuditEntry]:
     """Audit entries, newest first, optionally filtered."""
     statement = sa.select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+    entity_type, entity_id, action = search_text(entity_type), search_text(entity_id), search_text(action)
     if entity_type:
         statement = statement.where(AuditEntry.entity_type == entity_type)
     if entity_id:
@@ -140,22 +195,51 @@ def _check_password(password: str) -> None:
         raise InvalidInput(
             _("The password must have at least 8 characters."), errors=[{"field": "password", "reason": "too_short"}]
         )
+    # Hashing time grows with the length: a megabyte "password" is an attack, not a password.
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput(
+            _("The password is too long: at most 256 characters."),
+            errors=[{"field": "password", "reason": "too_long"}],
+        )
+
+
+def _parse_role(role: str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise InvalidInput(_("Unknown role."), errors=[{"field": "role", "reason": "unknown"}]) from None
 
 
 def _check_role(session: Session, role: str, agency_id: int | None) -> Role:
     from kotacerdas.agencies import service as agencies_service
 
-    try:
-        parsed = Role(role)
-    except ValueError:
-        raise InvalidInput(_("Unknown role."), errors=[{"field": "role", "reason": "unknown"}]) from None
+    parsed = _parse_role(role)
     if parsed.needs_agency and agency_id is None:
-        raise InvalidInput(
-            _("OPD roles need an OPD."), errors=[{"field": "agency_id", "reason": "required"}]
-        )
+        raise InvalidInput(_("OPD roles need an OPD."), errors=[{"field": "agency_id", "reason": "required"}])
     if agency_id is not None:
-        agencies_service.get_agency(session, agency_id=agency_id)
+        try:
+            agencies_service.get_agency(session, agency_id=agency_id)
+        except NotFound:
+            # A wrong id inside the body is bad input, not a missing resource.
+            raise InvalidInput(
+                _("That OPD does not exist."), errors=[{"field": "agency_id", "reason": "not_found"}]
+            ) from None
     return parsed
+
+
+def _active_admins(session: Session) -> int:
+    return (
+        session.scalar(
+            sa.select(sa.func.count()).select_from(User).where(User.role == Role.ADMIN.value, User.active.is_(True))
+        )
+        or 0
+    )
+
+
+def like_pattern(text: str) -> str:
+    """A `%text%` LIKE pattern in which the user's own % and _ match literally (escape character backslash)."""
+    escaped = (search_text(text) or "").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def get_user(session: Session, *, user_id: int) -> User:
@@ -172,14 +256,27 @@ def get_user_by_username(session: Session, *, username: str) -> User | None:
 
 
 def list_users(
-    session: Session, *, page: PageRequest, agency_id: int | None = None, role: str | None = None
+    session: Session,
+    *,
+    page: PageRequest,
+    agency_id: int | None = None,
+    role: str | None = None,
+    active: bool | None = None,
+    q: str | None = None,
 ) -> Paged[User]:
-    """Users ordered by username, optionally of one OPD or role."""
+    """Users ordered by username, optionally of one OPD or role, active or not, or matching `q`."""
     statement = sa.select(User).order_by(User.username)
     if agency_id is not None:
         statement = statement.where(User.agency_id == agency_id)
-    if role:
+    if role := search_text(role):
         statement = statement.where(User.role == role)
+    if active is not None:
+        statement = statement.where(User.active.is_(active))
+    if q and q.strip():
+        pattern = like_pattern(q)
+        statement = statement.where(
+            sa.or_(User.username.ilike(pattern, escape="\\"), User.full_name.ilike(pattern, escape="\\"))
+        )
     return paginate(session, statement, page)
 
 
@@ -196,25 +293,35 @@ def create_user(
 ) -> User:
     """Create a staff account."""
     username = _check_username(username)
+    full_name = clean_text(full_name, field="full_name", label=_("Full name"), max_length=FULL_NAME_MAX, required=True)
+    email = clean_email(email)
     _check_password(password)
     _check_role(session, role, agency_id)
-    if not full_name.strip():
-        raise InvalidInput(_("The full name is required."), errors=[{"field": "full_name", "reason": "required"}])
     if get_user_by_username(session, username=username) is not None:
         raise Conflict(_("That username is already taken."), errors=[{"field": "username", "reason": "taken"}])
     user = User(
         username=username,
-        full_name=full_name.strip(),
+        full_name=full_name,
         password_hash=hash_password(password),
         role=role,
         agency_id=agency_id,
-        email=(email or "").strip() or None,
+        email=email,
         active=True,
     )
     session.add(user)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:
+        # The same username saved by someone else at the same moment: the unique index decides.
+        raise Conflict(
+            _("That username is already taken."), errors=[{"field": "username", "reason": "taken"}]
+        ) from None
     record_change(
-        session, actor=actor, action="user.create", entity_type="user", entity_id=user.id,
+        session,
+        actor=actor,
+        action="user.create",
+        entity_type="user",
+        entity_id=user.id,
         after=snapshot(user, exclude=_USER_AUDIT_EXCLUDE),
     )
     return user
@@ -225,43 +332,71 @@ def update_user(
     *,
     actor: Actor,
     user_id: int,
-    full_name: str | None = None,
-    email: str | None = None,
-    role: str | None = None,
-    agency_id: int | None = None,
-    active: bool | None = None,
-    password: str | None = None,
+    full_name: str | Unset = UNSET,
+    email: str | None | Unset = UNSET,
+    role: str | Unset = UNSET,
+    agency_id: int | None | Unset = UNSET,
+    active: bool | Unset = UNSET,
+    password: str | Unset = UNSET,
 ) -> User:
-    """Change a staff account; only the given fields change."""
+    """Change a staff account; only the given fields change (None clears `email` or `agency_id`).
+
+    A new role without an OPD drops the OPD unless `agency_id` is given too. The last active administrator can
+    be neither demoted nor deactivated, so that nobody is locked out of the console.
+    """
     user = get_user(session, user_id=user_id)
+    # Check everything before touching the object, so that a refusal leaves nothing half changed.
+    new_full_name = user.full_name
+    if full_name is not UNSET:
+        new_full_name = clean_text(
+            full_name, field="full_name", label=_("Full name"), max_length=FULL_NAME_MAX, required=True
+        )
+    new_email = user.email if email is UNSET else clean_email(email)
+    new_role = user.role if role is UNSET else _parse_role(role).value
+    new_agency = user.agency_id if agency_id is UNSET else agency_id
+    if role is not UNSET and agency_id is UNSET and not Role(new_role).needs_agency:
+        new_agency = None
+    if role is not UNSET or agency_id is not UNSET:
+        _check_role(session, new_role, new_agency)
+    if active is None:
+        raise InvalidInput(_("Say whether the account is active."), errors=[{"field": "active", "reason": "required"}])
+    new_active = user.active if active is UNSET else bool(active)
+    if password is not UNSET:
+        _check_password(password or "")
+    was_admin = user.role == Role.ADMIN.value and user.active
+    if was_admin and (new_role != Role.ADMIN.value or not new_active) and _active_admins(session) <= 1:
+        raise Conflict(
+            _("This is the last active administrator; make another administrator first."),
+            errors=[{"field": "role" if new_role != Role.ADMIN.value else "active", "reason": "last_admin"}],
+        )
+
     before = snapshot(user, exclude=_USER_AUDIT_EXCLUDE)
-    if role is not None or agency_id is not None:
-        new_role = role if role is not None else user.role
-        new_agency = agency_id if agency_id is not None else user.agency_id
-        if not Role(_check_role(session, new_role, new_agency)).needs_agency and agency_id is None:
-            new_agency = user.agency_id if role is None else None
-        user.role, user.agency_id = new_role, new_agency
-    if full_name is not None:
-        if not full_name.strip():
-            raise InvalidInput(_("The full name is required."), errors=[{"field": "full_name", "reason": "required"}])
-        user.full_name = full_name.strip()
-    if email is not None:
-        user.email = email.strip() or None
-    if active is not None:
-        user.active = active
-    if password is not None:
-        _check_password(password)
+    user.full_name, user.email, user.role, user.agency_id, user.active = (
+        new_full_name,
+        new_email,
+        new_role,
+        new_agency,
+        new_active,
+    )
+    if password is not UNSET:
         user.password_hash = hash_password(password)
-    if active is False or password is not None:
+    if not new_active or password is not UNSET:
         end_all_sessions(session, user_id=user.id)
     session.flush()
     after = snapshot(user, exclude=_USER_AUDIT_EXCLUDE)
-    if password is not None:
-        after["password"] = "changed"
-        before["password"] = None
-    record_change(
-        session, actor=actor, action="user.update", entity_type="user", entity_id=user.id, before=before, after=after
-    )
+    if password is not UNSET:
+        # Say that the password changed without putting any form of it in the log.
+        before["password"], after["password"] = None, "changed"
+    if before != after:
+        record_change(
+            session,
+            actor=actor,
+            action="user.update",
+            entity_type="user",
+            entity_id=user.id,
+            before=before,
+            after=after,
+        )
     return user
 
 
@@ -280,11 +415,14 @@ def require_permission(user: User, permission: Permission) -> None:
 
 
 def _recent_failures(session: Session, *, column: Any, value: str, since: datetime) -> int:
-    return session.scalar(
-        sa.select(sa.func.count())
-        .select_from(LoginAttempt)
-        .where(column == value, LoginAttempt.at >= since, LoginAttempt.succeeded.is_(False))
-    ) or 0
+    return (
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(LoginAttempt)
+            .where(column == value, LoginAttempt.at >= since, LoginAttempt.succeeded.is_(False))
+        )
+        or 0
+    )
 
 
 def login(
@@ -295,14 +433,14 @@ def login(
     A wrong password is returned, not raised, so that the caller commits the failed attempt that the rate
     limit counts. Too many recent failures for the username or the address raise RateLimited.
     """
-    username = username.strip().lower()[:64]
+    username = username.replace("\x00", "").strip().lower()[:64]
+    user_agent = (user_agent or "").replace("\x00", "")
     since = utcnow() - timedelta(minutes=settings.login_window_minutes)
     # An address gets more tries than one username, since an office shares one public address.
     if (
         _recent_failures(session, column=LoginAttempt.username, value=username, since=since)
         >= settings.login_max_failures
-        or _recent_failures(session, column=LoginAttempt.ip, value=ip, since=since)
-        >= settings.login_max_failures * 4
+        or _recent_failures(session, column=LoginAttempt.ip, value=ip, since=since) >= settings.login_max_failures * 4
     ):
         raise RateLimited(
             _("Too many failed logins. Try again in a few minutes."),
@@ -331,9 +469,7 @@ def login(
     )
     user.last_login_at = now
     session.flush()
-    record_change(
-        session, actor=Actor.of(user, ip), action="user.login", entity_type="user", entity_id=user.id
-    )
+    record_change(session, actor=Actor.of(user, ip), action="user.login", entity_type="user", entity_id=user.id)
     return user, token
 
 
@@ -355,7 +491,7 @@ def get_session_user(session: Session, *, settings: Settings, token: str) -> tup
     return user, row
 
 
-def logout(session: Session, *, token: str) -> None:
+def logout(session: Session, *, token: str, ip: str | None = None) -> None:
     """End the login session of this cookie token."""
     row = session.scalar(sa.select(UserSession).where(UserSession.token_hash == token_hash(token)))
     if row is not None and row.revoked_at is None:
@@ -364,7 +500,7 @@ def logout(session: Session, *, token: str) -> None:
         session.flush()
         if user is not None:
             record_change(
-                session, actor=Actor.of(user), action="user.logout", entity_type="user", entity_id=user.id
+                session, actor=Actor.of(user, ip), action="user.logout", entity_type="user", entity_id=user.id
             )
 
 
@@ -385,15 +521,19 @@ API_TOKEN_PREFIX = "kc_"
 def create_api_token(session: Session, *, actor: Actor, user_id: int, name: str) -> tuple[ApiToken, str]:
     """Create an API token for a user; the plain token is returned once and never stored."""
     user = get_user(session, user_id=user_id)
-    name = name.strip()
-    if not 1 <= len(name) <= 100:
-        raise InvalidInput(_("Give the token a name of 1 to 100 characters."), errors=[{"field": "name"}])
+    name = clean_text(name, field="name", label=_("Name"), max_length=100, required=True)
     plain = new_token(API_TOKEN_PREFIX)
-    token = ApiToken(user_id=user.id, name=name, prefix=plain[: len(API_TOKEN_PREFIX) + 6], token_hash=token_hash(plain))
+    token = ApiToken(
+        user_id=user.id, name=name, prefix=plain[: len(API_TOKEN_PREFIX) + 6], token_hash=token_hash(plain)
+    )
     session.add(token)
     session.flush()
     record_change(
-        session, actor=actor, action="api_token.create", entity_type="api_token", entity_id=token.id,
+        session,
+        actor=actor,
+        action="api_token.create",
+        entity_type="api_token",
+        entity_id=token.id,
         after=snapshot(token, exclude=("token_hash",)),
     )
     return token, plain
@@ -417,8 +557,13 @@ def revoke_api_token(session: Session, *, actor: Actor, token_id: int, owner_id:
         token.revoked_at = utcnow()
         session.flush()
         record_change(
-            session, actor=actor, action="api_token.revoke", entity_type="api_token", entity_id=token.id,
-            before=before, after=snapshot(token, exclude=("token_hash",)),
+            session,
+            actor=actor,
+            action="api_token.revoke",
+            entity_type="api_token",
+            entity_id=token.id,
+            before=before,
+            after=snapshot(token, exclude=("token_hash",)),
         )
     return token
 

@@ -38,17 +38,28 @@ def make_environment(settings: Settings) -> Environment:
         return f"{local.strftime(fmt)} {local.tzname()}"
 
     env.filters["local_time"] = local_time
+
+    def console_menu(user):
+        """The console menu for `user`, so that every page extending dashboards/console_base.html shows it."""
+        # Imported on use (as deps in render()): the domain services import far more than templating may at load.
+        from kotacerdas.dashboards.service import console_menu as build_menu
+
+        return build_menu(user)
+
     env.globals.update(
         settings=settings,
         version=__version__,
         supported_locales=SUPPORTED_LOCALES,
         language_names=LANGUAGE_NAMES,
         get_locale=get_locale,
+        console_menu=console_menu,
     )
     return env
 
 
-def render(request: Request, template: str, context: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
+def render(
+    request: Request, template: str, context: dict[str, Any] | None = None, status_code: int = 200
+) -> HTMLResponse:
     """Render `template` for this request."""
     from kotacerdas.deps import request_csrf_token
 

@@ -1,0 +1,236 @@
+"""Startup: from `kotacerdas serve` to the first 200 on /readyz, and the idle memory of the server process.
+
+Same-run baselines: the time Python needs to import FastAPI, SQLAlchemy and uvicorn and exit (the floor of any
+FastAPI app start), and a minimal ASGI app under uvicorn from start to its first 200. The data folder is migrated
+and demo-seeded before timing; `serve` is timed both as shipped (it checks the migrations first) and with
+`--no-migrate`, so the cost of the up-to-date migration check is visible.
+
+Targets: start to ready < 2 s; idle RSS < 200 MiB.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import write_result
+
+READY_TARGET_S = 2.0
+RSS_TARGET_MIB = 200.0
+POLL_INTERVAL_S = 0.01
+START_TIMEOUT_S = 60.0
+# Requests made before measuring idle memory: the pages, the API document and the probes, as a visitor would.
+WARMUP_PATHS = ("/", "/healthz", "/readyz", "/metrics", "/api/openapi.json", "/masuk", "/?lang=en", "/nope")
+
+BARE_APP = """
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _kotacerdas_command() -> list[str]:
+    script = shutil.which("kotacerdas", path=str(Path(sys.executable).parent)) or shutil.which("kotacerdas")
+    return [script] if script else [sys.executable, "-c", "from kotacerdas.cli import main; main()"]
+
+
+def _get(port: int, path: str, timeout: float = 2.0) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                # The command name may contain spaces; the parent id is the 2nd field after the closing ")".
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _tree_rss_mib(pid: int) -> float:
+    return round(sum(_rss_kib(p) for p in [pid, *_descendants(pid)]) / 1024, 1)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _measure_server(command: list[str], *, env: dict[str, str], port: int, ready_path: str, log: Path) -> dict:
+    """Start `command`, poll `ready_path` every 10 ms until 200, warm up, read the idle RSS, stop it."""
+    with log.open("wb") as log_handle:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=log_handle, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                elapsed = time.perf_counter() - started
+                if process.poll() is not None:
+                    output = log.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}: {output}")
+                if elapsed > START_TIMEOUT_S:
+                    raise RuntimeError(f"{' '.join(command)} not ready after {START_TIMEOUT_S} s")
+                try:
+                    if _get(port, ready_path, timeout=1.0) == 200:
+                        ready_s = time.perf_counter() - started
+                        break
+                except OSError:
+                    pass
+                time.sleep(POLL_INTERVAL_S)
+            for _round in range(3):
+                for path in WARMUP_PATHS:
+                    _get(port, path)
+            time.sleep(0.5)
+            rss = _tree_rss_mib(process.pid)
+        finally:
+            _stop(process)
+    return {"ready_s": ready_s, "rss_mib": rss}
+
+
+def _import_floor(env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import fastapi, sqlalchemy, uvicorn"], env=env, check=True)
+    return time.perf_counter() - started
+
+
+def _median(values: list[float], digits: int = 3) -> float:
+    return round(statistics.median(values), digits)
+
+
+def run(quick: bool) -> bool:
+    runs = 3 if quick else 5
+    with tempfile.TemporaryDirectory(prefix="kc-bench-startup-") as tmp:
+        tmp_path = Path(tmp)
+        env = {key: value for key, value in os.environ.items() if not key.startswith("KOTACERDAS_")}
+        env.update(KOTACERDAS_DATA_DIR=str(tmp_path / "data"), PYTHONDONTWRITEBYTECODE="1")
+        kotacerdas = _kotacerdas_command()
+
+        print("seeding the demo (not timed)…", file=sys.stderr)
+        seeded = subprocess.run(
+            [*kotacerdas, "demo", "--no-serve"], env=env, cwd=Path.cwd(), capture_output=True, text=True
+        )
+        if seeded.returncode != 0:
+            raise RuntimeError(f"kotacerdas demo --no-serve failed: {seeded.stderr[-2000:]}")
+        (tmp_path / "bare_asgi.py").write_text(BARE_APP)
+
+        samples: dict[str, list[dict]] = {"serve": [], "serve_no_migrate": [], "bare_uvicorn": []}
+        floor: list[float] = []
+        for index in range(runs):
+            floor.append(_import_floor(env))
+            port = _free_port()
+            samples["bare_uvicorn"].append(
+                _measure_server(
+                    [sys.executable, "-m", "uvicorn", "bare_asgi:app", "--app-dir", tmp, "--port", str(port)]
+                    + ["--log-level", "warning"],
+                    env=env,
+                    port=port,
+                    ready_path="/",
+                    log=tmp_path / "bare.log",
+                )
+            )
+            for name, extra in (("serve", []), ("serve_no_migrate", ["--no-migrate"])):
+                port = _free_port()
+                samples[name].append(
+                    _measure_server(
+                        [*kotacerdas, "serve", "--port", str(port), *extra],
+                        env=env,
+                        port=port,
+                        ready_path="/readyz",
+                        log=tmp_path / f"{name}.log",
+                    )
+                )
+            print(
+                f"run {index + 1}/{runs}: serve {samples['serve'][-1]['ready_s']:.3f} s, "
+                f"--no-migrate {samples['serve_no_migrate'][-1]['ready_s']:.3f} s, "
+                f"bare uvicorn {samples['bare_uvicorn'][-1]['ready_s']:.3f} s, import floor {floor[-1]:.3f} s",
+                file=sys.stderr,
+            )
+
+    def summary(name: str) -> dict:
+        return {
+            "start_to_ready_s": _median([s["ready_s"] for s in samples[name]]),
+            "idle_rss_mib": _median([s["rss_mib"] for s in samples[name]], 1),
+            "samples_s": [round(s["ready_s"], 3) for s in samples[name]],
+            "samples_rss_mib": [s["rss_mib"] for s in samples[name]],
+        }
+
+    serve = summary("serve")
+    no_migrate = summary("serve_no_migrate")
+    figures = {
+        "quick": quick,
+        "runs": runs,
+        "database": "SQLite (WAL), demo-seeded and migrated before timing",
+        "ready_probe": "GET /readyz every 10 ms until 200",
+        "serve": serve,
+        "serve_no_migrate": no_migrate,
+        "migration_check_s": round(serve["start_to_ready_s"] - no_migrate["start_to_ready_s"], 3),
+        "baselines": {
+            "import_fastapi_sqlalchemy_uvicorn_s": _median(floor),
+            "import_samples_s": [round(value, 3) for value in floor],
+            "bare_uvicorn_asgi": summary("bare_uvicorn"),
+        },
+    }
+    passed = serve["start_to_ready_s"] < READY_TARGET_S and serve["idle_rss_mib"] < RSS_TARGET_MIB
+    write_result(
+        "startup",
+        figures,
+        targets={"start_to_ready_s": f"< {READY_TARGET_S}", "idle_rss_mib": f"< {RSS_TARGET_MIB:.0f}"},
+        passed=passed,
+    )
+    return passed

@@ -1,0 +1,110 @@
+"""What the public home and the console home show, gathered from the other domains' services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from kotacerdas.accounts import service as accounts
+from kotacerdas.accounts.enums import Permission
+from kotacerdas.accounts.models import User
+from kotacerdas.config import Settings
+from kotacerdas.i18n import _
+from kotacerdas.regions import service as regions
+
+
+@dataclass(frozen=True)
+class KecamatanSummary:
+    """A kecamatan as the home page lists it."""
+
+    code: str
+    name: str
+    villages: int
+    centroid_lat: float | None
+    centroid_lon: float | None
+
+
+@dataclass(frozen=True)
+class MapBounds:
+    """South-west and north-east corners (lat, lon) for the map's first view."""
+
+    south: float
+    west: float
+    north: float
+    east: float
+
+    def as_attribute(self) -> str:
+        return f"{self.south:.5f},{self.west:.5f},{self.north:.5f},{self.east:.5f}"
+
+
+@dataclass(frozen=True)
+class MenuItem:
+    """One entry of the console menu; `href` is None for a capability that is not there yet."""
+
+    key: str
+    label: str
+    description: str
+    href: str | None
+
+
+def list_kecamatan_summaries(session: Session, *, settings: Settings) -> list[KecamatanSummary]:
+    """The regency's kecamatan by name, each with its number of desa and kelurahan."""
+    summaries = [
+        KecamatanSummary(
+            code=kecamatan.code,
+            name=kecamatan.name,
+            villages=len(villages),
+            centroid_lat=kecamatan.centroid_lat,
+            centroid_lon=kecamatan.centroid_lon,
+        )
+        for kecamatan, villages in regions.list_kecamatan_with_villages(session, settings=settings)
+    ]
+    return sorted(summaries, key=lambda item: (item.name.casefold(), item.code))
+
+
+def map_bounds(kecamatan: list[KecamatanSummary]) -> MapBounds | None:
+    """A first view around the kecamatan centroids (the boundaries refine it in the browser), or None."""
+    points = [
+        (k.centroid_lat, k.centroid_lon) for k in kecamatan if k.centroid_lat is not None and k.centroid_lon is not None
+    ]
+    if not points:
+        return None
+    lats = [lat for lat, _lon in points]
+    lons = [lon for _lat, lon in points]
+    # Centroids sit inside the kecamatan; pad so the outer kecamatan are not cut at the edge.
+    pad = max(0.05, 0.15 * max(max(lats) - min(lats), max(lons) - min(lons)))
+    return MapBounds(min(lats) - pad, min(lons) - pad, max(lats) + pad, max(lons) + pad)
+
+
+def console_menu(user: User | None) -> list[MenuItem]:
+    """The console menu for `user`: what their role may open, then the capabilities still to come."""
+    if user is None:
+        return []
+    available = [
+        (
+            Permission.AGENCIES_MANAGE,
+            MenuItem("opd", _("Agencies (OPD)"), _("Register the regional agencies."), "/konsol/opd"),
+        ),
+        (
+            Permission.USERS_MANAGE,
+            MenuItem("pengguna", _("Users"), _("Staff accounts and their roles."), "/konsol/pengguna"),
+        ),
+        (
+            Permission.TOKENS_OWN,
+            MenuItem("token", _("API tokens"), _("Tokens for other systems and devices."), "/konsol/token"),
+        ),
+        (
+            Permission.AUDIT_READ,
+            MenuItem("audit", _("Audit log"), _("Who changed what, and when."), "/konsol/audit"),
+        ),
+    ]
+    items = [item for permission, item in available if accounts.user_can(user, permission)]
+    items += [
+        MenuItem("laporan", _("Reports"), _("Citizen reports and the agency inbox."), None),
+        MenuItem("aset", _("Assets"), _("Infrastructure and facilities with their condition."), None),
+        MenuItem("peristiwa", _("Events"), _("Incidents, warnings and public activities."), None),
+        MenuItem("sensor", _("Sensors"), _("Devices and their live readings."), None),
+        MenuItem("rencana", _("Master plan"), _("Smart city master plan programmes and monitoring."), None),
+    ]
+    return items

@@ -1,0 +1,272 @@
+"""The app as a whole: operations endpoints, problem+json errors, metrics, security headers, the schema, commits."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from fastapi import Request
+from fastapi.testclient import TestClient
+
+import kotacerdas.models  # noqa: F401  (every table on the metadata)
+from kotacerdas import __version__
+from kotacerdas.accounts import service as accounts
+from kotacerdas.accounts.models import ApiToken
+from kotacerdas.app import create_app
+from kotacerdas.config import Settings
+from kotacerdas.db import Base, make_engine
+from kotacerdas.deps import SessionDep
+from kotacerdas.problems import PROBLEM_MEDIA_TYPE
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "strict-origin-when-cross-origin",
+}
+
+
+def assert_problem(response, status: int) -> dict:
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
+    body = response.json()
+    assert body["status"] == status
+    assert body["type"].startswith("urn:kotacerdas:problem:")
+    assert body["title"] and body["detail"]
+    return body
+
+
+# --- health, readiness, metrics ----------------------------------------------------------------------------------
+
+
+def test_healthz_answers_while_the_process_lives(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "version": __version__, "database": None}
+
+
+def test_readyz_is_ready_when_the_database_answers(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json()["database"] == "ok"
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(tmp_path):
+    # A closed loopback port: nothing listens on port 1.
+    settings = Settings(
+        data_dir=tmp_path, database_url="postgresql+psycopg://kotacerdas@127.0.0.1:1/kotacerdas", secret_key="x" * 40
+    )
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz")
+        alive = client.get("/healthz")
+
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "unavailable"
+    assert ready.json()["database"] == "unreachable"
+    assert alive.status_code == 200
+
+
+def test_metrics_count_requests_by_route_template(app, client):
+    @app.get("/api/test-probe/{item_id}", include_in_schema=False)
+    def probe(item_id: int) -> dict:
+        return {"id": item_id}
+
+    client.get("/healthz")
+    client.get("/api/test-probe/41")
+    client.get("/api/test-probe/42")
+    client.get("/api/v1/tidak-ada-12345")
+
+    response = client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert re.search(r'kotacerdas_http_requests_total\{method="GET",route="/healthz",status="200"\} 1\.0', text)
+    assert re.search(
+        r'kotacerdas_http_requests_total\{method="GET",route="/api/test-probe/\{item_id\}",status="200"\} 2\.0', text
+    )
+    assert "/api/test-probe/41" not in text
+    assert "tidak-ada-12345" not in text  # unknown URLs do not grow the label set
+    assert "kotacerdas_http_request_duration_seconds_bucket" in text
+
+
+# --- errors ------------------------------------------------------------------------------------------------------
+
+
+def test_unknown_api_path_is_a_404_problem(client):
+    response = client.get("/api/v1/tidak-ada")
+
+    body = assert_problem(response, 404)
+    assert body["instance"] == "/api/v1/tidak-ada"
+
+
+def test_wrong_method_on_the_api_is_a_405_problem(client):
+    assert_problem(client.delete("/healthz"), 405)
+
+
+def test_invalid_parameter_is_a_422_problem_naming_the_field(app, client):
+    @app.get("/api/test-probe/{item_id}", include_in_schema=False)
+    def probe(item_id: int) -> dict:
+        return {"id": item_id}
+
+    body = assert_problem(client.get("/api/test-probe/bukan-angka"), 422)
+
+    assert [error["field"] for error in body["errors"]] == ["item_id"]
+
+
+def test_problem_detail_speaks_the_request_language(client):
+    indonesian = client.get("/api/v1/tidak-ada", headers={"Accept-Language": "id"}).json()
+    english = client.get("/api/v1/tidak-ada", headers={"Accept-Language": "en"}).json()
+
+    assert english["detail"] == "The page or item you asked for does not exist."
+    assert indonesian["detail"] != english["detail"]
+
+
+def test_unhandled_error_is_a_500_problem_without_internals(app, settings):
+    @app.get("/api/test-boom", include_in_schema=False)
+    def boom() -> dict:
+        raise RuntimeError("secret internals")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/api/test-boom")
+
+    body = assert_problem(response, 500)
+    assert "secret internals" not in response.text
+    assert body["instance"] == "/api/test-boom"
+
+
+def test_unknown_page_is_an_html_404(client):
+    response = client.get("/halaman-yang-tidak-ada", headers={"Accept": "text/html"})
+
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+
+
+def test_every_api_operation_declares_its_problem_responses(client):
+    document = client.get("/api/openapi.json").json()
+
+    undeclared = []
+    for path, operations in document["paths"].items():
+        if not path.startswith("/api/"):
+            continue
+        for method, operation in operations.items():
+            problems = [
+                status
+                for status, response in operation.get("responses", {}).items()
+                if status.startswith("4") and PROBLEM_MEDIA_TYPE in response.get("content", {})
+            ]
+            if not problems:
+                undeclared.append(f"{method.upper()} {path}")
+    assert not undeclared, f"declare responses=PROBLEM_RESPONSES on these routers: {undeclared}"
+
+
+# --- security headers --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/api/v1/tidak-ada", "/api/openapi.json", "/"])
+def test_security_headers_on_every_response(client, path):
+    response = client.get(path)
+
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers.get(name) == value, name
+
+
+# --- schema and transactions ---------------------------------------------------------------------------------------
+
+
+def test_migrations_produce_exactly_the_models_schema(engine):
+    """`kotacerdas db upgrade` and the models agree: autogenerate would find nothing to do."""
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, Base.metadata)
+
+    assert differences == [], "migrations and models differ; write a migration:\n" + "\n".join(map(str, differences))
+
+
+def test_an_acknowledged_write_is_committed_before_the_response_starts(app, settings, session, make_user):
+    """DESIGN: a 2xx comes after commit. At the moment the status line goes out, another connection sees the row."""
+    user = make_user("penulis", "admin")
+
+    @app.post("/api/test-write", status_code=201, include_in_schema=False)
+    def write(request: Request, db: SessionDep) -> dict:
+        token, _plain = accounts.create_api_token(db, actor=accounts.Actor.system("test"), user_id=user.id, name="w")
+        return {"id": token.id}
+
+    seen_at_response_start: list[int] = []
+    observer = make_engine(settings)
+
+    async def asgi(scope, receive, send):
+        async def watching_send(message):
+            if message["type"] == "http.response.start" and scope["path"] == "/api/test-write":
+                with observer.connect() as connection:
+                    count = connection.scalar(sa.select(sa.func.count()).select_from(ApiToken))
+                seen_at_response_start.append(count)
+            await send(message)
+
+        await app(scope, receive, watching_send)
+
+    try:
+        with TestClient(asgi) as client:
+            response = client.post("/api/test-write")
+    finally:
+        observer.dispose()
+
+    assert response.status_code == 201
+    assert seen_at_response_start == [1]
+
+
+def test_concurrent_writes_all_succeed(settings, api_token):
+    """Several API clients writing at once (here: creating tokens) each get their 201, and every write is stored."""
+    app = create_app(settings)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    clients, writes = 4, 10
+
+    def client_writes(index: int) -> list[int | str]:
+        headers = {"Authorization": f"Bearer {api_token}"}
+        results: list[int | str] = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as http:
+            for n in range(writes):
+                try:
+                    results.append(http.post("/api/v1/tokens", json={"name": f"klien-{index}-{n}"}).status_code)
+                except httpx.HTTPError as exc:  # e.g. the connection closed without an answer
+                    results.append(type(exc).__name__)
+        return results
+
+    try:
+        with ThreadPoolExecutor(clients) as pool:
+            statuses = [status for result in pool.map(client_writes, range(clients)) for status in result]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    assert statuses == [201] * (clients * writes), Counter(statuses)
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as connection:
+            stored = connection.scalar(sa.select(sa.func.count()).select_from(ApiToken))
+    finally:
+        engine.dispose()
+    assert stored == 1 + clients * writes  # the fixture's token and every acknowledged one
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
