@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import quote
 
+import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,6 +32,7 @@ from kotacerdas.problems import problem_response
 from kotacerdas.web.templating import STATIC_DIR, make_environment, render
 
 log = logging.getLogger("kotacerdas")
+SWAGGER_UI_DIR = Path(fastapi_offline.__file__).parent / "static"
 
 API_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics")
 
@@ -157,7 +161,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description="JSON API of the kotacerdas smart-city platform. Errors are RFC 9457 problem+json.",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -175,6 +179,20 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
 
     _install_error_handlers(app)
+    # Swagger UI comes from a Python package: FastAPI's own docs page loads it from a CDN that an intranet
+    # server cannot reach.
+    app.mount("/static/vendor/swagger-ui", StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
+
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs():
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="kotacerdas API",
+            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/vendor/swagger-ui/favicon.png",
+        )
+
     app.mount("/static/vendor/leaflet", StaticFiles(directory=xstatic_leaflet.BASE_DIR), name="leaflet")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for router in (
