@@ -7,7 +7,9 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -226,47 +228,82 @@ def test_an_acknowledged_write_is_committed_before_the_response_starts(app, sett
     assert seen_at_response_start == [1]
 
 
-def test_concurrent_writes_all_succeed(settings, api_token):
-    """Several API clients writing at once (here: creating tokens) each get their 201, and every write is stored."""
-    app = create_app(settings)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+@contextmanager
+def live_server(settings: Settings) -> Iterator[str]:
+    """The app under a real uvicorn on a free loopback port (sync endpoints run concurrently in its threadpool)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
-    clients, writes = 4, 10
-
-    def client_writes(index: int) -> list[int | str]:
-        headers = {"Authorization": f"Bearer {api_token}"}
-        results: list[int | str] = []
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as http:
-            for n in range(writes):
-                try:
-                    results.append(http.post("/api/v1/tokens", json={"name": f"klien-{index}-{n}"}).status_code)
-                except httpx.HTTPError as exc:  # e.g. the connection closed without an answer
-                    results.append(type(exc).__name__)
-        return results
-
     try:
-        with ThreadPoolExecutor(clients) as pool:
-            statuses = [status for result in pool.map(client_writes, range(clients)) for status in result]
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
 
-    assert statuses == [201] * (clients * writes), Counter(statuses)
+
+def _send(http: httpx.Client, method: str, path: str, **kwargs) -> int | str:
+    try:
+        return http.request(method, path, **kwargs).status_code
+    except httpx.HTTPError as exc:  # e.g. the connection closed without an answer
+        return type(exc).__name__
+
+
+def count_tokens(settings: Settings) -> int:
     engine = make_engine(settings)
     try:
         with engine.connect() as connection:
-            stored = connection.scalar(sa.select(sa.func.count()).select_from(ApiToken))
+            return connection.scalar(sa.select(sa.func.count()).select_from(ApiToken))
     finally:
         engine.dispose()
-    assert stored == 1 + clients * writes  # the fixture's token and every acknowledged one
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+CLIENTS, REQUESTS = 4, 10
+
+
+def test_concurrent_writes_all_succeed(settings, api_token):
+    """Several API clients writing at once (here: creating tokens) each get their 201, and every write is stored."""
+    headers = {"Authorization": f"Bearer {api_token}"}
+
+    def client(index: int) -> list[int | str]:
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+            return [_send(http, "POST", "/api/v1/tokens", json={"name": f"k-{index}-{n}"}) for n in range(REQUESTS)]
+
+    with live_server(settings) as base, ThreadPoolExecutor(CLIENTS) as pool:
+        statuses = [status for result in pool.map(client, range(CLIENTS)) for status in result]
+
+    assert statuses == [201] * (CLIENTS * REQUESTS), Counter(statuses)
+    assert count_tokens(settings) == 1 + CLIENTS * REQUESTS  # the fixture's token and every acknowledged one
+
+
+def test_concurrent_reads_that_write_and_writes_all_succeed(settings, session, make_user):
+    """A GET may write too (a token's first use records `last_used_at`); with writers busy it still answers 200."""
+    user = make_user("klien", "admin")
+    fresh = [
+        accounts.create_api_token(session, actor=accounts.Actor.system("test"), user_id=user.id, name=f"t{n}")[1]
+        for n in range(CLIENTS * REQUESTS)
+    ]
+    session.commit()
+
+    def client(index: int) -> list[int | str]:
+        results = []
+        with httpx.Client(base_url=base, timeout=30) as http:
+            for n in range(REQUESTS):
+                headers = {"Authorization": f"Bearer {fresh[index * REQUESTS + n]}"}
+                if index % 2:
+                    results.append(_send(http, "GET", "/api/v1/me", headers=headers))
+                else:
+                    body = {"name": f"k-{index}-{n}"}
+                    results.append(_send(http, "POST", "/api/v1/tokens", headers=headers, json=body))
+        return results
+
+    with live_server(settings) as base, ThreadPoolExecutor(CLIENTS) as pool:
+        statuses = [status for result in pool.map(client, range(CLIENTS)) for status in result]
+
+    expected = [201 if index % 2 == 0 else 200 for index in range(CLIENTS) for _n in range(REQUESTS)]
+    assert statuses == expected, Counter(statuses)
