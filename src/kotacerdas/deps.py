@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from kotacerdas.accounts import service as accounts
@@ -16,6 +19,7 @@ from kotacerdas.config import Settings
 from kotacerdas.errors import CsrfFailed, NotAuthenticated
 from kotacerdas.i18n import _
 
+log = logging.getLogger("kotacerdas")
 SESSION_COOKIE = "kc_session"
 CSRF_COOKIE = "kc_csrf"
 CSRF_FIELD = "csrf_token"
@@ -38,6 +42,7 @@ def get_session(request: Request) -> Iterator[Session]:
     try:
         yield session
         session.commit()
+        _run_housekeeping(request, session)
     except BaseException:
         # The error page still shows who is logged in: keep the user's loaded values out of the rollback's expiry.
         user = request.state._state.get("current_user")
@@ -47,6 +52,25 @@ def get_session(request: Request) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def defer_housekeeping(request: Request, write: Callable[[Session], None]) -> None:
+    """Run a best-effort write (a session's expiry, a token's last use) after the request's transaction commits.
+
+    Done apart so that a GET never upgrades its read snapshot to a write: on SQLite that fails at once when
+    another writer committed in between. Losing one of these writes is harmless; losing the request is not.
+    """
+    request.state._state.setdefault("housekeeping", []).append(write)
+
+
+def _run_housekeeping(request: Request, session: Session) -> None:
+    for write in request.state._state.pop("housekeeping", []):
+        try:
+            write(session)
+            session.commit()
+        except SQLAlchemyError:
+            session.rollback()
+            log.warning("housekeeping write skipped on %s %s", request.method, request.url.path, exc_info=True)
 
 
 # scope="function": the commit runs before the response goes out, so a 2xx always means "stored".
@@ -71,17 +95,23 @@ def get_optional_user(request: Request, session: SessionDep, settings: SettingsD
     user = None
     token = _bearer_token(request)
     if token is not None:
-        user = accounts.get_token_user(session, token=token)
+        user, api_token = accounts.get_token_user(session, token=token)
         request.state.auth_kind = "token"
+        if accounts.token_use_due(api_token):
+            defer_housekeeping(request, partial(accounts.touch_api_token, token_id=api_token.id))
     elif cookie := request.cookies.get(SESSION_COOKIE):
         try:
-            user, login_session = accounts.get_session_user(session, settings=settings, token=cookie)
+            user, login_session = accounts.get_session_user(session, token=cookie)
         except NotAuthenticated:
             request.state.session_expired = True
             user = None
         else:
             request.state.auth_kind = "session"
             request.state.csrf_seed = login_session.token_hash
+            if accounts.session_touch_due(login_session):
+                defer_housekeeping(
+                    request, partial(accounts.touch_session, settings=settings, session_id=login_session.id)
+                )
     request.state.current_user = user
     return user
 

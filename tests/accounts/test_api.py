@@ -265,3 +265,15 @@ def test_odd_filter_text_is_answered_not_crashed_on(client, auth_headers):
         assert client.get("/api/v1/users", params=params, headers=auth_headers).status_code == 200, params
     for params in ({"entity_type": "\x00"}, {"action": "a\x00"}, {"entity_id": "\x00"}):
         assert client.get("/api/v1/audit", params=params, headers=auth_headers).status_code == 200, params
+
+
+def test_a_token_s_first_use_is_recorded_even_on_a_read(client, session, make_user):
+    user = make_user("pemakai", "operator")
+    token, plain = accounts.create_api_token(session, actor=ACTOR, user_id=user.id, name="sensor")
+    session.commit()
+    assert token.last_used_at is None
+
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {plain}"}).status_code == 200
+
+    session.expire_all()
+    assert session.get(type(token), token.id).last_used_at is not None

@@ -177,6 +177,19 @@ def test_expired_session_sends_to_login_with_a_message(admin_client, session):
     assert "expired" not in admin_client.get("/masuk").text
 
 
+def test_a_session_in_use_is_extended_after_the_page_is_served(admin_client, session, settings):
+    long_ago = utcnow() - timedelta(minutes=10)
+    session.execute(sa.update(UserSession).values(last_seen_at=long_ago, expires_at=long_ago + timedelta(hours=1)))
+    session.commit()
+
+    assert admin_client.get("/konsol/token").status_code == 200
+
+    session.expire_all()
+    row = session.scalar(sa.select(UserSession))
+    assert row.last_seen_at > long_ago + timedelta(minutes=9)
+    assert row.expires_at > utcnow() + timedelta(hours=settings.session_hours - 1)
+
+
 def test_logout_ends_the_session(admin_client, session):
     token = csrf_from(admin_client, "/konsol/token")
 

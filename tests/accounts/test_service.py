@@ -133,7 +133,7 @@ def test_password_reset_ends_sessions_and_only_says_changed(session, settings):
     accounts.update_user(session, actor=ACTOR, user_id=user.id, password="kata-sandi-baru")
 
     with pytest.raises(NotAuthenticated):
-        accounts.get_session_user(session, settings=settings, token=cookie)
+        accounts.get_session_user(session, token=cookie)
     entry = session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "user.update"))
     assert (entry.before, entry.after["password"]) == (
         {"password": None, "updated_at": entry.before["updated_at"]},
@@ -164,7 +164,7 @@ def test_deactivated_user_cannot_log_in_and_loses_sessions(session, settings):
     accounts.update_user(session, actor=ACTOR, user_id=user.id, active=False)
 
     with pytest.raises(NotAuthenticated):
-        accounts.get_session_user(session, settings=settings, token=cookie)
+        accounts.get_session_user(session, token=cookie)
     assert log_in(session, settings, "budi") is None
 
 
@@ -198,11 +198,11 @@ def test_login_opens_a_session_that_expires(session, settings):
     logged_in, cookie = log_in(session, settings, " BUDI ")
 
     assert logged_in.id == user.id and user.last_login_at is not None
-    found, row = accounts.get_session_user(session, settings=settings, token=cookie)
+    found, row = accounts.get_session_user(session, token=cookie)
     assert found.id == user.id and cookie not in row.token_hash
     session.execute(sa.update(UserSession).values(expires_at=utcnow() - timedelta(seconds=1)))
     with pytest.raises(NotAuthenticated):
-        accounts.get_session_user(session, settings=settings, token=cookie)
+        accounts.get_session_user(session, token=cookie)
 
 
 def test_logout_ends_the_session_and_is_audited(session, settings):
@@ -212,7 +212,7 @@ def test_logout_ends_the_session_and_is_audited(session, settings):
     accounts.logout(session, token=cookie, ip="10.0.0.2")
 
     with pytest.raises(NotAuthenticated):
-        accounts.get_session_user(session, settings=settings, token=cookie)
+        accounts.get_session_user(session, token=cookie)
     entry = session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "user.logout"))
     assert (entry.actor_label, entry.ip) == ("budi", "10.0.0.2")
 
@@ -223,7 +223,7 @@ def test_api_token_is_shown_once_stored_hashed_and_revocable(session):
     token, plain = accounts.create_api_token(session, actor=ACTOR, user_id=user.id, name="Integrasi LAPOR")
 
     assert plain.startswith("kc_") and plain.startswith(token.prefix) and token.token_hash != plain
-    assert accounts.get_token_user(session, token=plain).id == user.id
+    assert accounts.get_token_user(session, token=plain)[0].id == user.id
     assert plain not in audit_text(session) and token.token_hash not in audit_text(session)
     other = new_user(session, username="siti")
     with pytest.raises(NotFound):

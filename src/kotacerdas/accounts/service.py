@@ -36,6 +36,7 @@ EMAIL_MAX = 200
 USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
 # Sliding sessions are extended at most this often, so that reading pages does not write on every request.
 SESSION_TOUCH_INTERVAL = timedelta(minutes=5)
+TOKEN_TOUCH_INTERVAL = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -473,8 +474,8 @@ def login(
     return user, token
 
 
-def get_session_user(session: Session, *, settings: Settings, token: str) -> tuple[User, UserSession]:
-    """The user behind a session cookie; NotAuthenticated when it is unknown, revoked or expired."""
+def get_session_user(session: Session, *, token: str) -> tuple[User, UserSession]:
+    """The user behind a session cookie; NotAuthenticated when it is unknown, revoked or expired. Reads only."""
     row = session.scalar(sa.select(UserSession).where(UserSession.token_hash == token_hash(token)))
     now = utcnow()
     if row is None or row.revoked_at is not None:
@@ -484,11 +485,22 @@ def get_session_user(session: Session, *, settings: Settings, token: str) -> tup
     user = session.get(User, row.user_id)
     if user is None or not user.active:
         raise NotAuthenticated(_("Please log in."))
-    if now - row.last_seen_at >= SESSION_TOUCH_INTERVAL:
-        row.last_seen_at = now
-        row.expires_at = now + timedelta(hours=settings.session_hours)
-        session.flush()
     return user, row
+
+
+def session_touch_due(login_session: UserSession) -> bool:
+    """True when a sliding login session should be extended (at most every few minutes)."""
+    return utcnow() - login_session.last_seen_at >= SESSION_TOUCH_INTERVAL
+
+
+def touch_session(session: Session, *, settings: Settings, session_id: int) -> None:
+    """Extend a login session that is in use."""
+    now = utcnow()
+    session.execute(
+        sa.update(UserSession)
+        .where(UserSession.id == session_id, UserSession.revoked_at.is_(None))
+        .values(last_seen_at=now, expires_at=now + timedelta(hours=settings.session_hours))
+    )
 
 
 def logout(session: Session, *, token: str, ip: str | None = None) -> None:
@@ -568,8 +580,8 @@ def revoke_api_token(session: Session, *, actor: Actor, token_id: int, owner_id:
     return token
 
 
-def get_token_user(session: Session, *, token: str) -> User:
-    """The user behind a Bearer token; NotAuthenticated when it is unknown, revoked or expired."""
+def get_token_user(session: Session, *, token: str) -> tuple[User, ApiToken]:
+    """The user and token row behind a Bearer token; NotAuthenticated when unknown, revoked or expired. Reads only."""
     row = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == token_hash(token)))
     now = utcnow()
     if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
@@ -577,8 +589,14 @@ def get_token_user(session: Session, *, token: str) -> User:
     user = session.get(User, row.user_id)
     if user is None or not user.active:
         raise NotAuthenticated(_("The API token is invalid or revoked."))
-    # Recording every use would make each API read a write; once an hour is enough to see which tokens live.
-    if row.last_used_at is None or now - row.last_used_at >= timedelta(hours=1):
-        row.last_used_at = now
-        session.flush()
-    return user
+    return user, row
+
+
+def token_use_due(api_token: ApiToken) -> bool:
+    """True when a token's last use should be recorded: once an hour is enough to see which tokens live."""
+    return api_token.last_used_at is None or utcnow() - api_token.last_used_at >= TOKEN_TOUCH_INTERVAL
+
+
+def touch_api_token(session: Session, *, token_id: int) -> None:
+    """Record that an API token was used."""
+    session.execute(sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
