@@ -231,6 +231,18 @@ def test_demo_twice_seeds_once(settings):
     assert "admin" in first.stdout and DEMO_PASSWORD in first.stdout
 
 
+def test_db_seed_stores_reference_data_once_and_no_accounts(settings):
+    first = run_cli(["db", "seed"], **env_of(settings))
+    assert first.exit_code == 0, first.stderr
+    seeded = counts(settings)
+
+    assert run_cli(["db", "seed"], **env_of(settings)).exit_code == 0
+
+    assert counts(settings) == seeded
+    # 1 kabupaten, 14 kecamatan, 199 desa/kelurahan; 20 OPD and 14 kecamatan offices; no accounts.
+    assert seeded == {"regions": 214, "agencies": 34, "users": 0}
+
+
 # --- user create -------------------------------------------------------------------------------------------------
 
 

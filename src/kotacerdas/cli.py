@@ -122,6 +122,21 @@ def db_upgrade() -> None:
     console.print("Basis data mutakhir / database is up to date.")
 
 
+@db_app.command("seed")
+def db_seed() -> None:
+    """Store the reference data: the built-in regions of the kabupaten and the default OPD list (no accounts)."""
+    from kotacerdas.accounts import service as accounts
+    from kotacerdas.agencies import service as agencies
+    from kotacerdas.regions import service as regions
+
+    settings = settings_or_fail()
+    upgrade(settings)
+    with transaction(settings) as session:
+        region_count = regions.seed_builtin_regions(session, settings=settings)
+        agency_count = agencies.seed_default_agencies(session, settings=settings, actor=accounts.Actor.system("cli"))
+    console.print(f"Wilayah / regions: {region_count}; OPD: {agency_count}")
+
+
 def serve_app(settings: Settings, *, host: str, port: int, workers: int) -> None:
     import uvicorn
 
