@@ -3,7 +3,9 @@
 Same-run baselines: the time Python needs to import FastAPI, SQLAlchemy and uvicorn and exit (the floor of any
 FastAPI app start), and a minimal ASGI app under uvicorn from start to its first 200. The data folder is migrated
 and demo-seeded before timing; `serve` is timed both as shipped (it checks the migrations first) and with
-`--no-migrate`, so the cost of the up-to-date migration check is visible.
+`--no-migrate`, so the cost of the up-to-date migration check is visible. Where the time goes is measured apart, in
+one process that takes the steps of `serve` one by one (`phases`), and with the list of heavy packages that are
+loaded by then (`loaded_after_create_app`): shapely and numpy should only come with the first geometry.
 
 Targets: start to ready < 2 s; idle RSS < 200 MiB.
 """
@@ -11,6 +13,7 @@ Targets: start to ready < 2 s; idle RSS < 200 MiB.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -44,6 +47,43 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": b"ok"})
 """
+
+# The steps of `kotacerdas serve` up to uvicorn.run, timed one by one in a fresh process (as serve: no cycle
+# collection until the app is built).
+PHASES = """
+import gc, json, os, sys, time
+started = time.perf_counter()
+from kotacerdas import cli
+imported_cli = time.perf_counter()
+gc.disable()
+settings = cli.settings_or_fail()
+import kotacerdas.db
+imported_db = time.perf_counter()
+cli.upgrade(settings)
+checked = time.perf_counter()
+from kotacerdas.app import create_app
+imported_app = time.perf_counter()
+create_app(settings)
+built = time.perf_counter()
+heavy = ("shapely", "numpy", "alembic", "babel", "jinja2", "argon2", "rich", "typer")
+print(json.dumps({
+    "import_cli_s": imported_cli - started,
+    "import_db_s": imported_db - imported_cli,
+    "migration_check_s": checked - imported_db,
+    "import_app_s": imported_app - checked,
+    "create_app_s": built - imported_app,
+    "loaded": [name for name in heavy if name in sys.modules],
+}), flush=True)
+os._exit(0)  # a server does not exit at start-up: leave the interpreter's clean-up out of the total
+"""
+PHASE_NAMES = (
+    "interpreter_start_s",
+    "import_cli_s",
+    "import_db_s",
+    "migration_check_s",
+    "import_app_s",
+    "create_app_s",
+)
 
 
 def _free_port() -> int:
@@ -143,6 +183,16 @@ def _measure_server(command: list[str], *, env: dict[str, str], port: int, ready
     return {"ready_s": ready_s, "rss_mib": rss}
 
 
+def _phases(env: dict[str, str]) -> dict:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", PHASES], env=env, check=True, capture_output=True, text=True)
+    total = time.perf_counter() - started
+    phases = json.loads(done.stdout)
+    # The rest of the process's life: the interpreter's start before the first line.
+    phases["interpreter_start_s"] = total - sum(phases[name] for name in PHASE_NAMES[1:])
+    return phases
+
+
 def _import_floor(env: dict[str, str]) -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import fastapi, sqlalchemy, uvicorn"], env=env, check=True)
@@ -171,8 +221,10 @@ def run(quick: bool) -> bool:
 
         samples: dict[str, list[dict]] = {"serve": [], "serve_no_migrate": [], "bare_uvicorn": []}
         floor: list[float] = []
+        phases: list[dict] = []
         for index in range(runs):
             floor.append(_import_floor(env))
+            phases.append(_phases(env))
             port = _free_port()
             samples["bare_uvicorn"].append(
                 _measure_server(
@@ -220,6 +272,11 @@ def run(quick: bool) -> bool:
         "serve": serve,
         "serve_no_migrate": no_migrate,
         "migration_check_s": round(serve["start_to_ready_s"] - no_migrate["start_to_ready_s"], 3),
+        "phases": {
+            "note": "the steps of serve up to uvicorn.run in one process, medians; import_db_s is SQLAlchemy",
+            **{name: _median([p[name] for p in phases]) for name in PHASE_NAMES},
+            "loaded_after_create_app": phases[-1]["loaded"],
+        },
         "baselines": {
             "import_fastapi_sqlalchemy_uvicorn_s": _median(floor),
             "import_samples_s": [round(value, 3) for value in floor],

@@ -1,31 +1,44 @@
 """Shared fixtures: every database test runs on SQLite, and on PostgreSQL when KOTACERDAS_TEST_POSTGRES_URL is set.
 
-`--db sqlite` or `--db postgres` picks one backend (CI runs the suite once for each).
+`--db sqlite` or `--db postgres` picks one backend (CI runs the suite once for each). The helpers at the end
+(problem answers, stored rows, tokens, CSRF and login, a live server) are imported by the test modules:
+`from conftest import …`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from kotacerdas.accounts import service as accounts
 from kotacerdas.app import create_app
 from kotacerdas.config import Settings
 from kotacerdas.db import Base, make_engine, make_sessionmaker
+from kotacerdas.i18n import gettext, reset_locale, set_locale
 from kotacerdas.migrate import upgrade_database
+from kotacerdas.problems import PROBLEM_MEDIA_TYPE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "musi-rawas"
 BOUNDARIES_FILE = SHARED_DATA / "wilayah-16.05.geojson"
 POSTGRES_URL = os.environ.get("KOTACERDAS_TEST_POSTGRES_URL", "")
 TEST_PASSWORD = "rahasia-uji-123"
+TEST_ACTOR = accounts.Actor.system("test")
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -150,7 +163,7 @@ def make_user(session):
     def make(username: str = "admin", role: str = "admin", agency_id: int | None = None):
         user = accounts.create_user(
             session,
-            actor=accounts.Actor.system("test"),
+            actor=TEST_ACTOR,
             username=username,
             full_name=username.title(),
             password=TEST_PASSWORD,
@@ -166,12 +179,99 @@ def make_user(session):
 @pytest.fixture
 def api_token(session, make_user):
     """A Bearer token of a fresh admin user."""
-    user = make_user("tokenadmin", "admin")
-    _token, plain = accounts.create_api_token(session, actor=accounts.Actor.system("test"), user_id=user.id, name="t")
-    session.commit()
-    return plain
+    return new_api_token(session, make_user("tokenadmin", "admin"), name="t")
 
 
 @pytest.fixture
 def auth_headers(api_token) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_token}"}
+    return bearer(api_token)
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def translated(message: str, locale: str) -> str:
+    """`message` in `locale`, as the catalogue has it."""
+    token = set_locale(locale)
+    try:
+        return gettext(message)
+    finally:
+        reset_locale(token)
+
+
+def assert_problem(response, status: int) -> dict:
+    """The response is an RFC 9457 problem with this status, a kotacerdas type, a title and a detail; its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
+    body = response.json()
+    assert body["status"] == status
+    assert body["type"].startswith("urn:kotacerdas:problem:")
+    assert body["title"] and body["detail"]
+    return body
+
+
+def stored(session, statement):
+    """The first value `statement` finds in what the app committed."""
+    # End this session's snapshot and forget loaded rows: the answer is what the app committed.
+    session.rollback()
+    session.expire_all()
+    return session.scalar(statement)
+
+
+def row_count(session, model, *where) -> int:
+    """How many committed rows of `model` match `where`."""
+    return stored(session, sa.select(sa.func.count()).select_from(model).where(*where))
+
+
+def new_api_token(session, user, name: str = "test") -> str:
+    """A new API token of `user`, committed; the plain token."""
+    _token, plain = accounts.create_api_token(session, actor=TEST_ACTOR, user_id=user.id, name=name)
+    session.commit()
+    return plain
+
+
+def bearer(plain: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {plain}"}
+
+
+def csrf_from(client, url: str) -> str:
+    """The CSRF token of the form on the page at `url`."""
+    response = client.get(url)
+    assert response.status_code == 200, response.text
+    return CSRF.search(response.text).group(1)
+
+
+def post_login(client, username: str, password: str = TEST_PASSWORD, next_url: str = ""):
+    """Send the login form as a browser would (with the page's CSRF token); the response, not followed."""
+    return client.post(
+        "/masuk",
+        data={"username": username, "password": password, "csrf_token": csrf_from(client, "/masuk"), "next": next_url},
+        follow_redirects=False,
+    )
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_server(app: FastAPI, *, name: str = "live-uvicorn", timeout: float = 30.0) -> Iterator[str]:
+    """`app` under a real uvicorn in a thread, on a free loopback port (sync endpoints run concurrently in its
+    threadpool); its base URL. Fails the test when the server does not start within `timeout` seconds."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                pytest.fail("the live server did not start")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from fastapi import Request
 from fastapi.testclient import TestClient
 
 import kotacerdas.models  # noqa: F401  (every table on the metadata)
+from conftest import assert_problem, running_server
 from kotacerdas import __version__
 from kotacerdas.accounts import service as accounts
 from kotacerdas.accounts.models import ApiToken
@@ -35,16 +30,6 @@ SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "referrer-policy": "strict-origin-when-cross-origin",
 }
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status
-    assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
-    body = response.json()
-    assert body["status"] == status
-    assert body["type"].startswith("urn:kotacerdas:problem:")
-    assert body["title"] and body["detail"]
-    return body
 
 
 # --- health, readiness, metrics ----------------------------------------------------------------------------------
@@ -228,25 +213,6 @@ def test_an_acknowledged_write_is_committed_before_the_response_starts(app, sett
     assert seen_at_response_start == [1]
 
 
-@contextmanager
-def live_server(settings: Settings) -> Iterator[str]:
-    """The app under a real uvicorn on a free loopback port (sync endpoints run concurrently in its threadpool)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 def _send(http: httpx.Client, method: str, path: str, **kwargs) -> int | str:
     try:
         return http.request(method, path, **kwargs).status_code
@@ -274,7 +240,7 @@ def test_concurrent_writes_all_succeed(settings, api_token):
         with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
             return [_send(http, "POST", "/api/v1/tokens", json={"name": f"k-{index}-{n}"}) for n in range(REQUESTS)]
 
-    with live_server(settings) as base, ThreadPoolExecutor(CLIENTS) as pool:
+    with running_server(create_app(settings)) as base, ThreadPoolExecutor(CLIENTS) as pool:
         statuses = [status for result in pool.map(client, range(CLIENTS)) for status in result]
 
     assert statuses == [201] * (CLIENTS * REQUESTS), Counter(statuses)
@@ -302,7 +268,7 @@ def test_concurrent_reads_that_write_and_writes_all_succeed(settings, session, m
                     results.append(_send(http, "POST", "/api/v1/tokens", headers=headers, json=body))
         return results
 
-    with live_server(settings) as base, ThreadPoolExecutor(CLIENTS) as pool:
+    with running_server(create_app(settings)) as base, ThreadPoolExecutor(CLIENTS) as pool:
         statuses = [status for result in pool.map(client, range(CLIENTS)) for status in result]
 
     expected = [201 if index % 2 == 0 else 200 for index in range(CLIENTS) for _n in range(REQUESTS)]

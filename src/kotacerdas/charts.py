@@ -157,13 +157,61 @@ def _empty_svg(
         f'<text class="no-data" x="{_n(width / 2)}" y="{_n(height / 2)}" text-anchor="middle" '
         f'dominant-baseline="middle" fill="{MUTED_COLOUR}">{_esc(text)}</text>'
     )
-    parts.append("</svg>")
-    return "\n".join(parts)
+    return _close(parts)
 
 
 def _describe(pairs: Sequence[tuple[str, float]], fmt: Callable[[float], str], unit: str) -> str:
     suffix = f" {unit}" if unit else ""
     return "; ".join(f"{label}: {fmt(value)}{suffix}" for label, value in pairs)
+
+
+def _value_grid(
+    parts: list[str],
+    ticks: Sequence[float],
+    tick_texts: Sequence[str],
+    y_of: Callable[[float], float],
+    left: float,
+    right: float,
+) -> None:
+    """Horizontal grid lines from `left` to `right` at the value ticks (the zero line darker), labelled on the left."""
+    for tick, text in zip(ticks, tick_texts, strict=True):
+        y = y_of(tick)
+        colour = AXIS_COLOUR if tick == 0 else GRID_COLOUR
+        parts.append(f'<line x1="{_n(left)}" y1="{_n(y)}" x2="{_n(right)}" y2="{_n(y)}" stroke="{colour}"/>')
+        parts.append(
+            f'<text x="{_n(left - 6)}" y="{_n(y)}" text-anchor="end" dominant-baseline="middle" '
+            f'fill="{MUTED_COLOUR}">{_esc(text)}</text>'
+        )
+
+
+def _value_label(x: float, y: float, value: float, text: str, gap: float) -> str:
+    """`text` centred `gap` above the point (x, y), or below it for a negative value."""
+    label_y = y - gap if value >= 0 else y + gap
+    baseline = "auto" if value >= 0 else "hanging"
+    return (
+        f'<text class="value" x="{_n(x)}" y="{_n(label_y)}" text-anchor="middle" '
+        f'dominant-baseline="{baseline}" fill="{TEXT_COLOUR}">{_esc(text)}</text>'
+    )
+
+
+def _bar_rect(x: float, y: float, width: float, height: float, colour: str, value: float) -> str:
+    return (
+        f'<rect x="{_n(x)}" y="{_n(y)}" width="{_n(width)}" height="{_n(height)}" fill="{_esc(colour)}" '
+        f'data-value="{_esc(repr(value))}"/>'
+    )
+
+
+def _key(x: float, y: float, colour: str, text: str, gap: float) -> str:
+    """A legend entry: a 12 px colour square at (x, y) and its text `gap` to the right of the square's left edge."""
+    return (
+        f'<rect x="{_n(x)}" y="{_n(y)}" width="12" height="12" fill="{_esc(colour)}"/>'
+        f'<text x="{_n(x + gap)}" y="{_n(y + 6)}" dominant-baseline="middle" fill="{TEXT_COLOUR}">{_esc(text)}</text>'
+    )
+
+
+def _close(parts: list[str]) -> str:
+    parts.append("</svg>")
+    return "\n".join(parts)
 
 
 def bar_chart(
@@ -205,8 +253,7 @@ def bar_chart(
         _horizontal_bars(parts, pairs, value_texts, ticks, colours, fmt, width, height, top)
     else:
         _vertical_bars(parts, pairs, value_texts, ticks, colours, fmt, width, height, top)
-    parts.append("</svg>")
-    return "\n".join(parts)
+    return _close(parts)
 
 
 def _vertical_bars(parts, pairs, value_texts, ticks, colours, fmt, width, height, top) -> None:
@@ -222,14 +269,7 @@ def _vertical_bars(parts, pairs, value_texts, ticks, colours, fmt, width, height
         return top + (high - value) * scale
 
     parts.append('<g class="axis">')
-    for tick, text in zip(ticks, tick_texts, strict=True):
-        y = y_of(tick)
-        colour = AXIS_COLOUR if tick == 0 else GRID_COLOUR
-        parts.append(f'<line x1="{_n(left)}" y1="{_n(y)}" x2="{_n(width - right)}" y2="{_n(y)}" stroke="{colour}"/>')
-        parts.append(
-            f'<text x="{_n(left - 6)}" y="{_n(y)}" text-anchor="end" dominant-baseline="middle" '
-            f'fill="{MUTED_COLOUR}">{_esc(text)}</text>'
-        )
+    _value_grid(parts, ticks, tick_texts, y_of, left, width - right)
     parts.append("</g>")
     slot = plot_w / len(pairs)
     bar_w = max(1.0, min(slot * 0.7, 64.0))
@@ -242,17 +282,9 @@ def _vertical_bars(parts, pairs, value_texts, ticks, colours, fmt, width, height
         y, bar_h = min(zero, y_end), abs(zero - y_end)
         colour = colours[index % len(colours)]
         centre = x + bar_w / 2
-        label_y = y_end - 5 if value >= 0 else y_end + 5
-        baseline = "auto" if value >= 0 else "hanging"
         parts.append(f'<g class="bar"><title>{_esc(label)}: {_esc(value_text)}</title>')
-        parts.append(
-            f'<rect x="{_n(x)}" y="{_n(y)}" width="{_n(bar_w)}" height="{_n(bar_h)}" fill="{_esc(colour)}" '
-            f'data-value="{_esc(repr(value))}"/>'
-        )
-        parts.append(
-            f'<text class="value" x="{_n(centre)}" y="{_n(label_y)}" text-anchor="middle" '
-            f'dominant-baseline="{baseline}" fill="{TEXT_COLOUR}">{_esc(value_text)}</text>'
-        )
+        parts.append(_bar_rect(x, y, bar_w, bar_h, colour, value))
+        parts.append(_value_label(centre, y_end, value, value_text, gap=5))
         parts.append(
             f'<text class="label" x="{_n(centre)}" y="{_n(height - bottom + 16)}" text-anchor="middle" '
             f'fill="{TEXT_COLOUR}">{_esc(_truncate(label, max_chars))}</text></g>'
@@ -303,10 +335,7 @@ def _horizontal_bars(parts, pairs, value_texts, ticks, colours, fmt, width, heig
             f'<text class="label" x="{_n(8 + label_w)}" y="{_n(middle)}" text-anchor="end" '
             f'dominant-baseline="middle" fill="{TEXT_COLOUR}">{_esc(_truncate(label, max_chars))}</text>'
         )
-        parts.append(
-            f'<rect x="{_n(x)}" y="{_n(y)}" width="{_n(bar_w)}" height="{_n(bar_h)}" fill="{_esc(colour)}" '
-            f'data-value="{_esc(repr(value))}"/>'
-        )
+        parts.append(_bar_rect(x, y, bar_w, bar_h, colour, value))
         parts.append(
             f'<text class="value" x="{_n(value_x)}" y="{_n(middle)}" text-anchor="{anchor}" '
             f'dominant-baseline="middle" fill="{TEXT_COLOUR}">{_esc(value_text)}</text></g>'
@@ -368,12 +397,7 @@ def line_chart(
         x = 8.0
         parts.append('<g class="legend">')
         for index, (name, _row) in enumerate(cleaned):
-            colour = colours[index % len(colours)]
-            parts.append(
-                f'<rect x="{_n(x)}" y="{_n(top)}" width="12" height="12" fill="{_esc(colour)}"/>'
-                f'<text x="{_n(x + 16)}" y="{_n(top + 6)}" dominant-baseline="middle" '
-                f'fill="{TEXT_COLOUR}">{_esc(name)}</text>'
-            )
+            parts.append(_key(x, top, colours[index % len(colours)], name, gap=16))
             x += 16 + _text_width(name) + 16
         parts.append("</g>")
         top += 22
@@ -393,14 +417,7 @@ def line_chart(
         return top + (high - value) * scale
 
     parts.append('<g class="axis">')
-    for tick, text in zip(ticks, tick_texts, strict=True):
-        y = y_of(tick)
-        colour = AXIS_COLOUR if tick == 0 else GRID_COLOUR
-        parts.append(f'<line x1="{_n(left)}" y1="{_n(y)}" x2="{_n(width - right)}" y2="{_n(y)}" stroke="{colour}"/>')
-        parts.append(
-            f'<text x="{_n(left - 6)}" y="{_n(y)}" text-anchor="end" dominant-baseline="middle" '
-            f'fill="{MUTED_COLOUR}">{_esc(text)}</text>'
-        )
+    _value_grid(parts, ticks, tick_texts, y_of, left, width - right)
     # Show every n-th category label so that they do not overlap; the last one is always shown.
     widest = max(_text_width(label) for label in labels) + 8
     every = max(1, math.ceil(widest / max(step_x, 1.0))) if len(labels) > 1 else 1
@@ -441,15 +458,9 @@ def line_chart(
                 f"<title>{_esc(name)}, {_esc(labels[index])}: {_esc(text)}</title></circle>"
             )
             if label_all or index == last:
-                label_y = cy - 8 if value >= 0 else cy + 8
-                baseline = "auto" if value >= 0 else "hanging"
-                parts.append(
-                    f'<text class="value" x="{_n(cx)}" y="{_n(label_y)}" text-anchor="middle" '
-                    f'dominant-baseline="{baseline}" fill="{TEXT_COLOUR}">{_esc(text)}</text>'
-                )
+                parts.append(_value_label(cx, cy, value, text, gap=8))
         parts.append("</g>")
-    parts.append("</svg>")
-    return "\n".join(parts)
+    return _close(parts)
 
 
 def _point(cx: float, cy: float, radius: float, degrees: float) -> tuple[float, float]:
@@ -547,13 +558,7 @@ def donut_chart(
     parts.append('<g class="legend">')
     for index, (label, value) in enumerate(pairs):
         y = legend_y + 22 * index
-        colour = _esc(colours[index % len(colours)])
         text = f"{label}: {fmt(value)}{suffix} ({share(value)})"
-        parts.append(
-            f'<rect x="{_n(legend_x)}" y="{_n(y + 3)}" width="12" height="12" fill="{colour}"/>'
-            f'<text x="{_n(legend_x + 18)}" y="{_n(y + 9)}" dominant-baseline="middle" '
-            f'fill="{TEXT_COLOUR}">{_esc(_truncate(text, max_chars))}</text>'
-        )
+        parts.append(_key(legend_x, y + 3, colours[index % len(colours)], _truncate(text, max_chars), gap=18))
     parts.append("</g>")
-    parts.append("</svg>")
-    return "\n".join(parts)
+    return _close(parts)

@@ -2,70 +2,34 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import sqlalchemy as sa
 
-from conftest import TEST_PASSWORD
+from conftest import (
+    TEST_PASSWORD,
+    assert_problem,
+    bearer,
+    csrf_from,
+    new_api_token,
+    post_login,
+    row_count,
+    stored,
+    translated,
+)
 from kotacerdas.accounts import service as accounts
 from kotacerdas.accounts.models import AuditEntry, User
-from kotacerdas.agencies import service as agencies
-from kotacerdas.i18n import gettext, reset_locale, set_locale
-from kotacerdas.problems import PROBLEM_MEDIA_TYPE
 
 ACTOR = accounts.Actor.system("test")
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 TAKEN = "That username is already taken."
 
 
-def translated(message: str, locale: str) -> str:
-    token = set_locale(locale)
-    try:
-        return gettext(message)
-    finally:
-        reset_locale(token)
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
-    body = response.json()
-    assert body["status"] == status and body["detail"]
-    return body
-
-
-def stored(session, statement):
-    # End this session's snapshot and forget loaded rows: the answer is what the app committed.
-    session.rollback()
-    session.expire_all()
-    return session.scalar(statement)
-
-
 def user_count(session) -> int:
-    return stored(session, sa.select(sa.func.count()).select_from(User))
-
-
-def bearer(plain: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {plain}"}
-
-
-def token_for(session, user: User) -> str:
-    _token, plain = accounts.create_api_token(session, actor=ACTOR, user_id=user.id, name="test")
-    session.commit()
-    return plain
-
-
-@pytest.fixture
-def agency(session):
-    agency = agencies.create_agency(session, actor=ACTOR, name="Dinas PUPR", short_name="Dinas PUPR", kind="dinas")
-    session.commit()
-    return agency
+    return row_count(session, User)
 
 
 @pytest.fixture
 def staff_headers(session, make_user, agency) -> dict[str, str]:
-    return bearer(token_for(session, make_user("staf", "opd_staff", agency.id)))
+    return bearer(new_api_token(session, make_user("staf", "opd_staff", agency.id)))
 
 
 def test_me_answers_who_holds_the_token(client, auth_headers):
@@ -247,9 +211,8 @@ def test_audit_lists_changes_newest_first_with_filters(client, auth_headers, mak
 
 def test_cookie_login_needs_the_csrf_header_for_json_writes(client, make_user, session):
     make_user("admin", "admin")
-    token = CSRF.search(client.get("/masuk").text).group(1)
-    client.post("/masuk", data={"username": "admin", "password": TEST_PASSWORD, "csrf_token": token})
-    page_token = CSRF.search(client.get("/konsol/token").text).group(1)
+    post_login(client, "admin")
+    page_token = csrf_from(client, "/konsol/token")
 
     assert client.get("/api/v1/me").json()["username"] == "admin"
     refused = assert_problem(client.post("/api/v1/tokens", json={"name": "tanpa csrf"}), 403)

@@ -8,41 +8,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from conftest import TEST_PASSWORD
+from conftest import CSRF, TEST_PASSWORD, csrf_from, post_login, row_count, stored, translated
 from kotacerdas.accounts import service as accounts
 from kotacerdas.accounts.models import ApiToken, AuditEntry, LoginAttempt, User, UserSession
-from kotacerdas.agencies import service as agencies
 from kotacerdas.db import utcnow
-from kotacerdas.i18n import gettext, reset_locale, set_locale
 
 ACTOR = accounts.Actor.system("test")
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_from(client, url: str) -> str:
-    response = client.get(url)
-    assert response.status_code == 200, response.text
-    return CSRF.search(response.text).group(1)
-
-
-def post_login(client, username: str, password: str = TEST_PASSWORD, next_url: str = ""):
-    token = csrf_from(client, "/masuk")
-    return client.post(
-        "/masuk",
-        data={"username": username, "password": password, "csrf_token": token, "next": next_url},
-        follow_redirects=False,
-    )
-
-
-def stored(session, statement):
-    # End this session's snapshot and forget loaded rows: the answer is what the app committed.
-    session.rollback()
-    session.expire_all()
-    return session.scalar(statement)
-
-
-def count(session, model, *where) -> int:
-    return stored(session, sa.select(sa.func.count()).select_from(model).where(*where))
 
 
 @pytest.fixture
@@ -56,13 +27,6 @@ def admin_client(english, make_user):
     make_user("admin", "admin")
     assert post_login(english, "admin").status_code == 303
     return english
-
-
-@pytest.fixture
-def agency(session):
-    agency = agencies.create_agency(session, actor=ACTOR, name="Dinas PUPR", short_name="Dinas PUPR", kind="dinas")
-    session.commit()
-    return agency
 
 
 # --- log in and out --------------------------------------------------------------------------------------------
@@ -88,7 +52,7 @@ def test_login_sets_a_safe_cookie_and_goes_to_next(english, make_user, session):
     assert cookie.startswith("kc_session=")
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie and "Secure" not in cookie
     assert english.get("/konsol/token").status_code == 200
-    assert count(session, LoginAttempt, LoginAttempt.succeeded.is_(True)) == 1
+    assert row_count(session, LoginAttempt, LoginAttempt.succeeded.is_(True)) == 1
 
 
 @pytest.mark.parametrize(
@@ -110,7 +74,7 @@ def test_wrong_password_is_401_and_the_attempt_is_stored(english, make_user, ses
     assert response.status_code == 401
     assert 'role="alert"' in response.text and "The username or password is wrong." in response.text
     assert 'value="admin"' in response.text and "kc_session" not in response.headers.get("set-cookie", "")
-    assert count(session, LoginAttempt, LoginAttempt.username == "admin", LoginAttempt.succeeded.is_(False)) == 1
+    assert row_count(session, LoginAttempt, LoginAttempt.username == "admin", LoginAttempt.succeeded.is_(False)) == 1
 
 
 def test_login_with_a_nul_in_the_username_is_just_wrong(english, make_user, session):
@@ -122,12 +86,7 @@ def test_login_with_a_nul_in_the_username_is_just_wrong(english, make_user, sess
 
 def test_wrong_password_message_is_indonesian_by_default(client, make_user):
     make_user("admin", "admin")
-    expected = "The username or password is wrong."
-    token = set_locale("id")
-    try:
-        expected = gettext(expected)
-    finally:
-        reset_locale(token)
+    expected = translated("The username or password is wrong.", "id")
 
     response = post_login(client, "admin", password="bukan-ini")
 
@@ -146,7 +105,7 @@ def test_sixth_failed_login_is_429(english, make_user, settings, session):
     assert response.status_code == 429
     assert "Too many failed logins" in response.text and 'role="alert"' in response.text
     assert response.headers["retry-after"] == str(settings.login_window_minutes * 60)
-    assert count(session, LoginAttempt) == settings.login_max_failures
+    assert row_count(session, LoginAttempt) == settings.login_max_failures
 
 
 @pytest.mark.parametrize("token", [None, "forged"])
@@ -160,7 +119,7 @@ def test_login_with_a_forged_or_missing_csrf_token_is_403_and_stores_nothing(eng
     response = english.post("/masuk", data=data, follow_redirects=False)
 
     assert response.status_code == 403
-    assert count(session, LoginAttempt) == 0 and count(session, UserSession) == 0
+    assert row_count(session, LoginAttempt) == 0 and row_count(session, UserSession) == 0
 
 
 def test_expired_session_sends_to_login_with_a_message(admin_client, session):
@@ -197,8 +156,8 @@ def test_logout_ends_the_session(admin_client, session):
 
     assert response.status_code == 303 and response.headers["location"] == "/"
     assert 'kc_session=""' in response.headers["set-cookie"] or "Max-Age=0" in response.headers["set-cookie"]
-    assert count(session, UserSession, UserSession.revoked_at.is_(None)) == 0
-    assert count(session, AuditEntry, AuditEntry.action == "user.logout") == 1
+    assert row_count(session, UserSession, UserSession.revoked_at.is_(None)) == 0
+    assert row_count(session, AuditEntry, AuditEntry.action == "user.logout") == 1
     assert admin_client.get("/konsol/token", follow_redirects=False).status_code == 303
 
 
@@ -206,7 +165,7 @@ def test_logout_with_a_forged_csrf_token_is_403_and_keeps_the_session(admin_clie
     response = admin_client.post("/keluar", data={"csrf_token": "forged"}, follow_redirects=False)
 
     assert response.status_code == 403
-    assert count(session, UserSession, UserSession.revoked_at.is_(None)) == 1
+    assert row_count(session, UserSession, UserSession.revoked_at.is_(None)) == 1
     assert admin_client.get("/konsol/token").status_code == 200
 
 
@@ -249,7 +208,7 @@ def test_opd_role_without_agency_in_the_form_is_422_with_the_values(admin_client
     assert response.status_code == 422
     assert "OPD roles need an OPD." in response.text and 'role="alert"' in response.text
     assert 'value="staf.pupr"' in response.text and TEST_PASSWORD not in response.text
-    assert count(session, User) == 1
+    assert row_count(session, User) == 1
 
 
 def test_duplicate_username_in_the_form_is_409(admin_client, session):
@@ -258,7 +217,7 @@ def test_duplicate_username_in_the_form_is_409(admin_client, session):
     response = admin_client.post("/konsol/pengguna", data=new_user_form(token, username="ADMIN", role="operator"))
 
     assert response.status_code == 409 and "That username is already taken." in response.text
-    assert count(session, User) == 1
+    assert row_count(session, User) == 1
 
 
 def test_user_form_with_a_forged_csrf_token_is_403_and_stores_nothing(admin_client, session):
@@ -267,7 +226,7 @@ def test_user_form_with_a_forged_csrf_token_is_403_and_stores_nothing(admin_clie
     )
 
     assert response.status_code == 403
-    assert count(session, User) == 1 and count(session, AuditEntry, AuditEntry.action == "user.create") == 1
+    assert row_count(session, User) == 1 and row_count(session, AuditEntry, AuditEntry.action == "user.create") == 1
 
 
 def test_admin_edits_and_deactivates_a_user(admin_client, session, make_user):
@@ -362,7 +321,7 @@ def test_token_page_refuses_an_empty_name_and_forged_csrf(admin_client, session)
 
     assert empty.status_code == 422 and 'role="alert"' in empty.text
     assert forged.status_code == 403
-    assert count(session, ApiToken) == 0
+    assert row_count(session, ApiToken) == 0
 
 
 # --- audit log -------------------------------------------------------------------------------------------------

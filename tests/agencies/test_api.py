@@ -5,49 +5,18 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from conftest import assert_problem, bearer, new_api_token, row_count, stored, translated
 from kotacerdas.accounts import service as accounts
 from kotacerdas.accounts.models import AuditEntry
 from kotacerdas.agencies import service as agencies
 from kotacerdas.agencies.models import Agency
-from kotacerdas.i18n import gettext, reset_locale, set_locale
-from kotacerdas.problems import PROBLEM_MEDIA_TYPE
 
 ACTOR = accounts.Actor.system("test")
 DUPLICATE = "Another OPD already has this short name."
 
 
-def translated(message: str, locale: str) -> str:
-    token = set_locale(locale)
-    try:
-        return gettext(message)
-    finally:
-        reset_locale(token)
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
-    body = response.json()
-    assert body["status"] == status and body["detail"]
-    return body
-
-
-def stored(session, statement):
-    # End this session's snapshot and forget loaded rows: the answer is what the app committed.
-    session.rollback()
-    session.expire_all()
-    return session.scalar(statement)
-
-
 def agency_count(session) -> int:
-    return stored(session, sa.select(sa.func.count()).select_from(Agency))
-
-
-def token_of(session, make_user, username: str, role: str, agency_id: int | None = None) -> dict[str, str]:
-    user = make_user(username, role, agency_id)
-    _token, plain = accounts.create_api_token(session, actor=ACTOR, user_id=user.id, name="test")
-    session.commit()
-    return {"Authorization": f"Bearer {plain}"}
+    return row_count(session, Agency)
 
 
 @pytest.fixture
@@ -180,13 +149,8 @@ def test_patch_refuses_a_parent_loop(client, auth_headers, session):
 
 
 def test_writes_need_a_login_and_the_permission(client, session, make_user):
-    staff = token_of(
-        session,
-        make_user,
-        "staf",
-        "opd_staff",
-        agencies.create_agency(session, actor=ACTOR, name="Dinas Sosial", short_name="Dinsos", kind="dinas").id,
-    )
+    dinsos = agencies.create_agency(session, actor=ACTOR, name="Dinas Sosial", short_name="Dinsos", kind="dinas")
+    staff = bearer(new_api_token(session, make_user("staf", "opd_staff", dinsos.id)))
     body = {"name": "Badan Baru", "short_name": "Baru", "kind": "badan"}
 
     assert_problem(client.post("/api/v1/agencies", json=body), 401)

@@ -2,45 +2,25 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import sqlalchemy as sa
 
-from conftest import TEST_PASSWORD
+from conftest import CSRF, csrf_from, post_login, row_count, stored
 from kotacerdas.accounts import service as accounts
 from kotacerdas.accounts.models import AuditEntry
 from kotacerdas.agencies import service as agencies
 from kotacerdas.agencies.models import Agency
 
 ACTOR = accounts.Actor.system("test")
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_from(client, url: str) -> str:
-    response = client.get(url)
-    assert response.status_code == 200, response.text
-    return CSRF.search(response.text).group(1)
 
 
 def log_in(client, username: str) -> None:
-    response = client.post(
-        "/masuk",
-        data={"username": username, "password": TEST_PASSWORD, "csrf_token": csrf_from(client, "/masuk")},
-        follow_redirects=False,
-    )
+    response = post_login(client, username)
     assert response.status_code == 303, response.text
 
 
-def stored(session, statement):
-    # End this session's snapshot and forget loaded rows: the answer is what the app committed.
-    session.rollback()
-    session.expire_all()
-    return session.scalar(statement)
-
-
 def agency_count(session) -> int:
-    return stored(session, sa.select(sa.func.count()).select_from(Agency))
+    return row_count(session, Agency)
 
 
 FORM = {

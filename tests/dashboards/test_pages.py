@@ -9,12 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conftest import TEST_PASSWORD
+from conftest import TEST_PASSWORD, post_login
 from kotacerdas.accounts import service as accounts
 from kotacerdas.regions import service as regions
 from kotacerdas.regions.models import Region
-
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 class _Elements(HTMLParser):
@@ -224,12 +222,7 @@ def test_console_menu_follows_the_role(client, session, settings, make_user):
 
 def test_console_after_logging_in_through_the_form(client, make_user):
     make_user("pimpinan1", "pimpinan")
-    token = CSRF.search(client.get("/masuk").text).group(1)
-    response = client.post(
-        "/masuk",
-        data={"username": "pimpinan1", "password": TEST_PASSWORD, "csrf_token": token, "next": "/konsol"},
-        follow_redirects=False,
-    )
+    response = post_login(client, "pimpinan1", next_url="/konsol")
     assert response.status_code == 303
     assert response.headers["location"] == "/konsol"
     html = client.get("/konsol").text

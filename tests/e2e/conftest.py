@@ -8,16 +8,13 @@ Screenshots of failing pages go to KOTACERDAS_E2E_SCREENSHOTS, or to a temporary
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 
+from conftest import BOUNDARIES_FILE, running_server
 from kotacerdas.app import create_app
 from kotacerdas.config import Settings
 from kotacerdas.db import make_engine, make_sessionmaker
@@ -34,8 +31,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 REQUIRED = os.environ.get("KOTACERDAS_E2E_REQUIRED") == "1"
-# The same reference file as tests/conftest.py's BOUNDARIES_FILE (../shared beside the repository).
-BOUNDARIES_FILE = Path(__file__).resolve().parents[2].parent / "shared/data/musi-rawas/wilayah-16.05.geojson"
 DEFAULT_TIMEOUT_MS = 10_000
 
 
@@ -56,12 +51,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"KOTACERDAS_E2E_REQUIRED=1 but the browser test was skipped: {reason}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -93,20 +82,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         session.commit()
     engine.dispose()
 
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="e2e-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the live server did not start")
-        time.sleep(0.05)
-    yield LiveServer(url=f"http://127.0.0.1:{port}", settings=settings, boundaries_imported=boundaries is not None)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running_server(create_app(settings), name="e2e-uvicorn") as url:
+        yield LiveServer(url=url, settings=settings, boundaries_imported=boundaries is not None)
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,13 @@ def boundaries_bytes() -> bytes:
 
 
 @pytest.fixture
+def seeded(session, settings) -> None:
+    """The built-in regions seeded and committed, without boundaries."""
+    regions.seed_builtin_regions(session, settings=settings)
+    session.commit()
+
+
+@pytest.fixture
 def imported(session, settings, boundaries_bytes):
     """Built-in regions seeded and the real boundaries imported and committed."""
     regions.seed_builtin_regions(session, settings=settings)

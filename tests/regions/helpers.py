@@ -20,6 +20,11 @@ def feature(code: str, name: str, level: str, parent: str, geometry: dict | None
     return {"type": "Feature", "properties": properties, "geometry": geometry}
 
 
+def sukomulyo(geometry: dict | None = None, *, code: str = "16.05.01.2003", level: str = "desa") -> dict:
+    """A fourth feature for the small file: desa Sukomulyo in Tugumulyo, by default a small square of its own."""
+    return feature(code, "Sukomulyo", level, "16.05.01", square(102.95, -3.16, 0.01) if geometry is None else geometry)
+
+
 def small_features() -> list[dict]:
     """A kabupaten, one kecamatan and one desa as nested squares around Tugumulyo."""
     return [

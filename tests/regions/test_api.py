@@ -6,10 +6,9 @@ import pytest
 import sqlalchemy as sa
 
 from kotacerdas.problems import PROBLEM_MEDIA_TYPE
-from kotacerdas.regions import service as regions
 from kotacerdas.regions.models import Region
 
-from .helpers import bowtie, collection, feature, small_features
+from .helpers import bowtie, collection, small_features, sukomulyo
 
 GEOJSON = "application/geo+json"
 
@@ -20,12 +19,6 @@ def assert_problem(response, status: int) -> dict:
     body = response.json()
     assert body["status"] == status and body["detail"]
     return body
-
-
-@pytest.fixture
-def seeded(session, settings) -> None:
-    regions.seed_builtin_regions(session, settings=settings)
-    session.commit()
 
 
 @pytest.mark.usefixtures("seeded")
@@ -140,10 +133,7 @@ def test_an_admin_imports_boundaries_through_the_api(client, session, auth_heade
 
 
 def test_a_bad_import_through_the_api_names_the_feature_and_stores_nothing(client, session, auth_headers):
-    features = [
-        *small_features(),
-        feature("16.05.01.2003", "Sukomulyo", "desa", "16.05.01", bowtie(102.95, -3.16, 0.01)),
-    ]
+    features = [*small_features(), sukomulyo(bowtie(102.95, -3.16, 0.01))]
 
     response = client.post(
         "/api/v1/regions/import", content=collection(features), headers={**auth_headers, "Accept-Language": "en"}

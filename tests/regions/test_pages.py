@@ -4,14 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from kotacerdas.regions import service as regions
-
-
-@pytest.fixture
-def seeded(session, settings) -> None:
-    regions.seed_builtin_regions(session, settings=settings)
-    session.commit()
-
 
 @pytest.mark.usefixtures("seeded")
 def test_the_region_list_shows_each_kecamatan_with_its_villages(client):

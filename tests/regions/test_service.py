@@ -14,11 +14,12 @@ from kotacerdas.accounts.models import AuditEntry
 from kotacerdas.db import make_engine, make_sessionmaker
 from kotacerdas.errors import InvalidInput, NotFound
 from kotacerdas.pagination import PageRequest
+from kotacerdas.regions import locator
 from kotacerdas.regions import service as regions
 from kotacerdas.regions.models import Region
 
 from .conftest import ACTOR
-from .helpers import bowtie, collection, feature, small_features, square
+from .helpers import bowtie, collection, feature, small_features, square, sukomulyo
 
 # (code, latitude, longitude): the `centroid` of a few desa/kelurahan in wilayah-16.05.geojson.
 KNOWN_VILLAGES = [
@@ -132,11 +133,11 @@ def test_a_missing_centroid_becomes_a_point_inside_the_boundary(session, setting
 
 BAD_FEATURES = {
     "self-intersecting": (
-        feature("16.05.01.2003", "Sukomulyo", "desa", "16.05.01", bowtie(102.95, -3.16, 0.01)),
+        sukomulyo(bowtie(102.95, -3.16, 0.01)),
         "Self-intersection",
     ),
     "unknown-level": (
-        feature("16.05.01.2003", "Sukomulyo", "dusun", "16.05.01", square(102.95, -3.16, 0.01)),
+        sukomulyo(level="dusun"),
         "Unknown level dusun",
     ),
     "outside-kabupaten": (
@@ -148,21 +149,15 @@ BAD_FEATURES = {
         "The parent 16.05.30 is neither in the file nor stored",
     ),
     "line-string": (
-        feature(
-            "16.05.01.2003",
-            "Sukomulyo",
-            "desa",
-            "16.05.01",
-            {"type": "LineString", "coordinates": [[102.9, -3.1], [103, -3.2]]},
-        ),
+        sukomulyo({"type": "LineString", "coordinates": [[102.9, -3.1], [103, -3.2]]}),
         "must be a Polygon or MultiPolygon, not LineString",
     ),
     "code-shape": (
-        feature("16.05.01.3", "Sukomulyo", "desa", "16.05.01", square(102.95, -3.16, 0.01)),
+        sukomulyo(code="16.05.01.3"),
         "does not fit the level desa",
     ),
     "kelurahan-numbered-as-desa": (
-        feature("16.05.01.2003", "Sukomulyo", "kelurahan", "16.05.01", square(102.95, -3.16, 0.01)),
+        sukomulyo(level="kelurahan"),
         "does not fit the level kelurahan",
     ),
     "missing-property": (
@@ -170,21 +165,15 @@ BAD_FEATURES = {
         "Missing property: nama, level, induk",
     ),
     "latitude-first": (
-        feature("16.05.01.2003", "Sukomulyo", "desa", "16.05.01", square(-3.16, 102.95, 0.01)),
+        sukomulyo(square(-3.16, 102.95, 0.01)),
         "outside the longitude/latitude range",
     ),
     "empty-geometry": (
-        feature("16.05.01.2003", "Sukomulyo", "desa", "16.05.01", {"type": "Polygon", "coordinates": []}),
+        sukomulyo({"type": "Polygon", "coordinates": []}),
         "The geometry is empty",
     ),
     "open-ring": (
-        feature(
-            "16.05.01.2003",
-            "Sukomulyo",
-            "desa",
-            "16.05.01",
-            {"type": "Polygon", "coordinates": [[[102.9, -3.1], [103, -3.1], [103, -3.2], [102.9, -3.2]]]},
-        ),
+        sukomulyo({"type": "Polygon", "coordinates": [[[102.9, -3.1], [103, -3.1], [103, -3.2], [102.9, -3.2]]]}),
         "A ring is not closed",
     ),
     "duplicate-code": (
@@ -193,7 +182,7 @@ BAD_FEATURES = {
     ),
     "other-crs": (
         {
-            **feature("16.05.01.2003", "Sukomulyo", "desa", "16.05.01", square(102.95, -3.16, 0.01)),
+            **sukomulyo(),
             "crs": {
                 "type": "name",
                 "properties": {"name": "urn:ogc:def:crs:EPSG::32748"},
@@ -348,7 +337,7 @@ def test_another_process_sees_a_new_import_after_the_check_interval(session, set
         other_engine.dispose()
     # Within the interval this process keeps its index; once it has passed, it compares the stamp and rebuilds.
     assert regions.locate(session, settings=settings, lat=lat, lon=lon).method == "centroid"
-    monkeypatch.setattr(regions, "INDEX_CHECK_SECONDS", 0)
+    monkeypatch.setattr(locator, "INDEX_CHECK_SECONDS", 0)
     session.rollback()
 
     location = regions.locate(session, settings=settings, lat=lat, lon=lon)

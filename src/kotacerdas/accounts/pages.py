@@ -26,9 +26,10 @@ from kotacerdas.deps import (
     require,
     verify_csrf,
 )
-from kotacerdas.errors import DomainError, InvalidInput, RateLimited
+from kotacerdas.errors import DomainError, RateLimited
 from kotacerdas.i18n import _
 from kotacerdas.pagination import PageQuery
+from kotacerdas.web.forms import active_filter, chosen_agency_id, kept_filters, render_form
 from kotacerdas.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -56,19 +57,6 @@ def safe_next(target: str | None) -> str:
     ):
         return target
     return DEFAULT_AFTER_LOGIN
-
-
-def _optional_id(value: str, *, field: str) -> int | None:
-    value = value.strip()
-    if not value:
-        return None
-    if not value.isdigit() or not 1 <= int(value) <= MAX_ID:
-        raise InvalidInput(_("Choose an OPD from the list."), errors=[{"field": field, "reason": "format"}])
-    return int(value)
-
-
-def _error_field(error: DomainError | None) -> str | None:
-    return error.errors[0].get("field") if error is not None and error.errors else None
 
 
 # --- log in and out --------------------------------------------------------------------------------------------
@@ -102,9 +90,8 @@ def login_form(
     if not getattr(request.state, "session_expired", False):
         return _render_login(request, next_url=next_url)
     # The session cookie names an expired (or ended) login: say so once, and drop the cookie.
-    response = _render_login(request, next_url=next_url, notice=_("Your session has expired. Please log in again."))
-    _clear_session_cookie(response, settings)
-    return response
+    notice = _("Your session has expired. Please log in again.")
+    return _without_session_cookie(_render_login(request, next_url=next_url, notice=notice), settings)
 
 
 class LoginForm(BaseModel):
@@ -155,10 +142,11 @@ def login(request: Request, session: SessionDep, settings: SettingsDep, form: An
     return response
 
 
-def _clear_session_cookie(response: Response, settings: Settings) -> None:
+def _without_session_cookie(response: Response, settings: Settings) -> Response:
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=settings.mode == "production"
     )
+    return response
 
 
 async def _csrf_if_logged_in(request: Request, user: OptionalUser) -> None:
@@ -173,9 +161,7 @@ def logout(request: Request, session: SessionDep, settings: SettingsDep, user: O
     token = request.cookies.get(SESSION_COOKIE)
     if user is not None and token:
         service.logout(session, token=token, ip=client_ip(request))
-    response = RedirectResponse("/", status_code=303)
-    _clear_session_cookie(response, settings)
-    return response
+    return _without_session_cookie(RedirectResponse("/", status_code=303), settings)
 
 
 # --- staff accounts --------------------------------------------------------------------------------------------
@@ -210,11 +196,11 @@ def _render_users(
         session,
         page=page,
         role=filters.get("role") or None,
-        active={"true": True, "false": False}.get(filters.get("active", "")),
+        active=active_filter(filters.get("active", "")),
         q=filters.get("q") or None,
     )
     agency_options = _agency_options(session)
-    return render(
+    return render_form(
         request,
         "accounts/users.html",
         {
@@ -224,20 +210,17 @@ def _render_users(
             "roles": Role,
             "agency_names": dict(agency_options),
             "agency_options": agency_options,
-            "error": error.detail if error else None,
-            "error_field": _error_field(error),
         },
-        status_code=error.status_code if error else 200,
+        error=error,
     )
 
 
 def _user_filters(role: str, active: str, q: str) -> dict[str, str]:
-    values = {
-        "role": role if role in {r.value for r in Role} else "",
-        "active": active if active in ("true", "false") else "",
-        "q": q.strip(),
-    }
-    return {key: value for key, value in values.items() if value}
+    return kept_filters(
+        role=role if role in {r.value for r in Role} else "",
+        active=active if active in ("true", "false") else "",
+        q=q.strip(),
+    )
 
 
 @router.get("/konsol/pengguna", response_class=HTMLResponse)
@@ -269,7 +252,7 @@ def create_user(
             full_name=form.full_name,
             password=form.password,
             role=form.role,
-            agency_id=_optional_id(form.agency_id, field="agency_id"),
+            agency_id=chosen_agency_id(form.agency_id, field="agency_id", max_id=MAX_ID),
             email=form.email or None,
         )
     except DomainError as exc:
@@ -289,8 +272,7 @@ def _render_user(
     password_error: DomainError | None = None,
     saved: str = "",
 ) -> HTMLResponse:
-    failed = error or password_error
-    return render(
+    return render_form(
         request,
         "accounts/user_form.html",
         {
@@ -298,12 +280,11 @@ def _render_user(
             "form": form,
             "roles": Role,
             "agency_options": _agency_options(session),
-            "error": error.detail if error else None,
-            "error_field": _error_field(error),
             "password_error": password_error.detail if password_error else None,
             "saved": saved,
         },
-        status_code=failed.status_code if failed else 200,
+        error=error,
+        status_code=password_error.status_code if password_error else 200,
     )
 
 
@@ -345,7 +326,7 @@ def update_user(
             full_name=form.full_name,
             email=form.email or None,
             role=form.role,
-            agency_id=_optional_id(form.agency_id, field="agency_id"),
+            agency_id=chosen_agency_id(form.agency_id, field="agency_id", max_id=MAX_ID),
             active=form.active is not None,
         )
     except DomainError as exc:
@@ -388,17 +369,12 @@ def _render_tokens(
     error: DomainError | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    return render(
+    return render_form(
         request,
         "accounts/tokens.html",
-        {
-            "tokens": service.list_api_tokens(session, user_id=user.id),
-            "name": name,
-            "created": created,
-            "error": error.detail if error else None,
-            "error_field": _error_field(error),
-        },
-        status_code=error.status_code if error else status_code,
+        {"tokens": service.list_api_tokens(session, user_id=user.id), "name": name, "created": created},
+        error=error,
+        status_code=status_code,
     )
 
 
@@ -445,16 +421,12 @@ def audit_page(
 ) -> HTMLResponse:
     """The audit log: who changed what, when, with the values before and after."""
     actor = int(actor_id) if actor_id.strip().isdigit() and 1 <= int(actor_id) <= MAX_ID else None
-    filters = {
-        key: value
-        for key, value in {
-            "entity_type": entity_type.strip(),
-            "entity_id": entity_id.strip(),
-            "action": action.strip(),
-            "actor_id": str(actor) if actor else "",
-        }.items()
-        if value
-    }
+    filters = kept_filters(
+        entity_type=entity_type.strip(),
+        entity_id=entity_id.strip(),
+        action=action.strip(),
+        actor_id=str(actor) if actor else "",
+    )
     paged = service.list_audit(
         session,
         page=page,

@@ -15,9 +15,9 @@ from kotacerdas.agencies import service
 from kotacerdas.agencies.enums import AgencyKind
 from kotacerdas.agencies.models import Agency
 from kotacerdas.deps import SessionDep, actor_of, require
-from kotacerdas.errors import DomainError, InvalidInput
-from kotacerdas.i18n import _
+from kotacerdas.errors import DomainError
 from kotacerdas.pagination import PageQuery
+from kotacerdas.web.forms import active_filter, chosen_agency_id, kept_filters, render_form
 from kotacerdas.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -62,26 +62,13 @@ class AgencyForm(BaseModel):
             "name": self.name,
             "short_name": self.short_name,
             "kind": self.kind,
-            "parent_id": _optional_id(self.parent_id, field="parent_id"),
+            "parent_id": chosen_agency_id(self.parent_id, field="parent_id", max_id=service.MAX_ID),
             "region_code": self.region_code or None,
             "email": self.email or None,
             "phone": self.phone or None,
             "address": self.address or None,
             "website": self.website or None,
         }
-
-
-def _optional_id(value: str, *, field: str) -> int | None:
-    value = value.strip()
-    if not value:
-        return None
-    if not value.isdigit() or not 1 <= int(value) <= service.MAX_ID:
-        raise InvalidInput(_("Choose an OPD from the list."), errors=[{"field": field, "reason": "format"}])
-    return int(value)
-
-
-def _active_filter(value: str) -> bool | None:
-    return {"true": True, "false": False}.get(value)
 
 
 def _kind_filter(value: str) -> str | None:
@@ -97,7 +84,7 @@ def public_list(
 ) -> HTMLResponse:
     """The public list of OPDs."""
     paged = service.list_agencies(session, page=page, kind=_kind_filter(kind), active=True, q=q)
-    filters = {key: value for key, value in {"kind": _kind_filter(kind), "q": q.strip()}.items() if value}
+    filters = kept_filters(kind=_kind_filter(kind), q=q.strip())
     return render(
         request,
         "agencies/public_list.html",
@@ -119,16 +106,8 @@ def console_list(
     q: FilterText = "",
 ) -> HTMLResponse:
     """The console's OPD registry."""
-    paged = service.list_agencies(session, page=page, kind=_kind_filter(kind), active=_active_filter(active), q=q)
-    filters = {
-        key: value
-        for key, value in {
-            "kind": _kind_filter(kind),
-            "active": active if active in ("true", "false") else "",
-            "q": q,
-        }.items()
-        if value
-    }
+    paged = service.list_agencies(session, page=page, kind=_kind_filter(kind), active=active_filter(active), q=q)
+    filters = kept_filters(kind=_kind_filter(kind), active=active if active in ("true", "false") else "", q=q)
     return render(
         request,
         "agencies/console_list.html",
@@ -150,19 +129,11 @@ def _render_form(
         for choice in service.list_agency_choices(session)
         if agency is None or choice.id != agency.id
     ]
-    return render(
+    return render_form(
         request,
         "agencies/form.html",
-        {
-            "form": form,
-            "agency": agency,
-            "parent_options": parent_options,
-            "kinds": AgencyKind,
-            "error": error.detail if error else None,
-            "error_field": (error.errors[0].get("field") if error and error.errors else None),
-            "saved": saved,
-        },
-        status_code=error.status_code if error else 200,
+        {"form": form, "agency": agency, "parent_options": parent_options, "kinds": AgencyKind, "saved": saved},
+        error=error,
     )
 
 

@@ -29,3 +29,7 @@ class Region(Base):
     # GeoJSON geometry text (EPSG:4326); exact geometry work happens in shapely, not in the database.
     geometry: Mapped[str | None] = mapped_column(sa.Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+# What names a region and places it in the hierarchy, without its extent or boundary: where most reads start.
+REGION_SUMMARY = (Region.code, Region.name, Region.level, Region.parent_code, Region.centroid_lat, Region.centroid_lon)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import shapely
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse
 
@@ -30,6 +29,8 @@ def outline_of(geometry_text: str | None) -> Outline | None:
     """The boundary scaled into a OUTLINE_WIDTH-wide box (north up), simplified to about a pixel."""
     if not geometry_text:
         return None
+    import shapely  # loaded on first use: start-up time
+
     geometry = shapely.from_geojson(geometry_text)
     min_x, min_y, max_x, max_y = geometry.bounds
     scale = OUTLINE_WIDTH / max(max_x - min_x, max_y - min_y, 1e-9)

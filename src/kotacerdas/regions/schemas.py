@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from kotacerdas.i18n import _
 from kotacerdas.pagination import Page
 from kotacerdas.regions.enums import LocateMethod, RegionLevel
 from kotacerdas.regions.models import Region
+
+if TYPE_CHECKING:
+    # Only for the hints of LocationBatch: numpy is loaded with the locator, not when the app starts.
+    import numpy as np
 
 __all__ = [
     "ImportResult",
@@ -193,7 +198,7 @@ class LocationBatch:
             method=LocateMethod(str(self.method[index])),
             desa=self.refs[desa] if desa is not None else None,
             kecamatan=self.refs[kecamatan] if kecamatan is not None else None,
-            distance_m=None if np.isnan(distance) else round(distance, 1),
+            distance_m=None if math.isnan(distance) else round(distance, 1),
         )
 
 
