@@ -189,3 +189,11 @@ def test_bad_json_is_a_clear_error(tmp_path, capsys):
 
 def test_babel_cfg_is_at_the_repository_root():
     assert (Path(i18n_tools.REPO_ROOT) / "babel.cfg").exists()
+
+
+def test_pages_stay_indonesian_for_a_browser_set_to_english(client):
+    """An English phone still gets the Indonesian portal until the visitor picks English."""
+    page = client.get("/", headers={"Accept-Language": "en-US,en;q=0.9"})
+
+    assert page.headers["content-language"] == "id"
+    assert 'lang="id"' in page.text

@@ -48,8 +48,12 @@ class LocaleMiddleware:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("lang", [None])[0]
         cookies = _cookies(scope)
         cookie = cookies[LOCALE_COOKIE].value if LOCALE_COOKIE in cookies else None
+        # Pages are Indonesian unless the visitor picks English: many phones in Indonesia run an English system
+        # language, and the portal is Indonesian first. API clients get their messages in their Accept-Language.
+        is_api = scope.get("path", "").startswith("/api/")
+        accept_language = _header(scope, b"accept-language") if is_api else None
         locale = negotiate_locale(
-            query=query, cookie=cookie, accept_language=_header(scope, b"accept-language"), default=self.default_locale
+            query=query, cookie=cookie, accept_language=accept_language, default=self.default_locale
         )
         scope["kc_locale"] = locale
         remember = query == locale and cookie != locale

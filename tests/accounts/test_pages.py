@@ -18,7 +18,7 @@ ACTOR = accounts.Actor.system("test")
 
 @pytest.fixture
 def english(client):
-    client.headers["Accept-Language"] = "en"
+    client.cookies.set("kc_lang", "en")  # the visitor chose English
     return client
 
 
