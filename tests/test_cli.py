@@ -351,3 +351,16 @@ def test_wilayah_import_of_a_missing_file(settings, tmp_path):
 
     assert result.exit_code == 2
     assert len(error_lines(result)) == 1
+
+
+def test_the_head_revision_read_as_text_is_alembics(settings):
+    """`serve` skips Alembic when the database is at head; the head it reads as text must be Alembic's own."""
+    from alembic.script import ScriptDirectory
+
+    from kotacerdas import cli
+
+    engine = make_engine(settings)
+    try:
+        assert [cli._head_revision()] == ScriptDirectory.from_config(alembic_config(engine)).get_heads()
+    finally:
+        engine.dispose()
