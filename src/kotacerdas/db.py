@@ -24,6 +24,11 @@ NAMING_CONVENTION = {
 }
 
 
+# The largest integer primary key (PostgreSQL's INTEGER); ids in paths and bodies are bounded by it, so that a
+# larger number is a 422 instead of a database overflow error.
+MAX_INT_ID = 2**31 - 1
+
+
 class Base(DeclarativeBase):
     """Base class of every table."""
 

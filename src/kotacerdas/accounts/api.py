@@ -14,7 +14,6 @@ from kotacerdas.accounts import service
 from kotacerdas.accounts.enums import Permission, Role
 from kotacerdas.accounts.models import User
 from kotacerdas.accounts.schemas import (
-    MAX_ID,
     ApiTokenCreate,
     ApiTokenCreated,
     ApiTokenRead,
@@ -25,14 +24,15 @@ from kotacerdas.accounts.schemas import (
     UserRead,
     UserUpdate,
 )
+from kotacerdas.db import MAX_INT_ID
 from kotacerdas.deps import CurrentUser, SessionDep, actor_of, require
 from kotacerdas.pagination import PageQuery
 from kotacerdas.problems import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"], responses=PROBLEM_RESPONSES)
 
-UserIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="User id")]
-TokenIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="API token id")]
+UserIdPath = Annotated[int, Path(ge=1, le=MAX_INT_ID, description="User id")]
+TokenIdPath = Annotated[int, Path(ge=1, le=MAX_INT_ID, description="API token id")]
 UserManager = Annotated[User, Depends(require(Permission.USERS_MANAGE))]
 TokenOwner = Annotated[User, Depends(require(Permission.TOKENS_OWN))]
 AuditReader = Annotated[User, Depends(require(Permission.AUDIT_READ))]
@@ -51,7 +51,7 @@ def list_users(
     _user: UserManager,
     page: PageQuery,
     role: Annotated[Role | None, Query(description="Only accounts with this role")] = None,
-    agency_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only accounts of this OPD")] = None,
+    agency_id: Annotated[int | None, Query(ge=1, le=MAX_INT_ID, description="Only accounts of this OPD")] = None,
     active: Annotated[bool | None, Query(description="Only active (true) or inactive (false) accounts")] = None,
     q: Annotated[str | None, Query(max_length=100, description="Text in the username or full name")] = None,
 ) -> UserPage:
@@ -125,7 +125,9 @@ def list_audit(
     entity_type: Annotated[str | None, Query(max_length=40, description="e.g. user, agency, api_token")] = None,
     entity_id: Annotated[str | None, Query(max_length=60, description="Id of the changed thing")] = None,
     action: Annotated[str | None, Query(max_length=60, description="e.g. user.update")] = None,
-    actor_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Id of the user who made the change")] = None,
+    actor_id: Annotated[
+        int | None, Query(ge=1, le=MAX_INT_ID, description="Id of the user who made the change")
+    ] = None,
 ) -> AuditPage:
     """The audit log, newest first (needs audit.read)."""
     result = service.list_audit(

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from kotacerdas.accounts import service
 from kotacerdas.accounts.enums import Permission, Role
 from kotacerdas.accounts.models import User
-from kotacerdas.accounts.schemas import MAX_ID
 from kotacerdas.agencies import service as agencies
 from kotacerdas.config import Settings
+from kotacerdas.db import MAX_INT_ID
 from kotacerdas.deps import (
     SESSION_COOKIE,
     CsrfChecked,
@@ -37,8 +37,8 @@ router = APIRouter(include_in_schema=False)
 UserManager = Annotated[User, Depends(require(Permission.USERS_MANAGE))]
 TokenOwner = Annotated[User, Depends(require(Permission.TOKENS_OWN))]
 AuditReader = Annotated[User, Depends(require(Permission.AUDIT_READ))]
-UserIdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
-TokenIdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+UserIdPath = Annotated[int, Path(ge=1, le=MAX_INT_ID)]
+TokenIdPath = Annotated[int, Path(ge=1, le=MAX_INT_ID)]
 FilterText = Annotated[str, Query(max_length=100)]
 DEFAULT_AFTER_LOGIN = "/konsol"
 
@@ -252,7 +252,7 @@ def create_user(
             full_name=form.full_name,
             password=form.password,
             role=form.role,
-            agency_id=chosen_agency_id(form.agency_id, field="agency_id", max_id=MAX_ID),
+            agency_id=chosen_agency_id(form.agency_id, field="agency_id", max_id=MAX_INT_ID),
             email=form.email or None,
         )
     except DomainError as exc:
@@ -326,7 +326,7 @@ def update_user(
             full_name=form.full_name,
             email=form.email or None,
             role=form.role,
-            agency_id=chosen_agency_id(form.agency_id, field="agency_id", max_id=MAX_ID),
+            agency_id=chosen_agency_id(form.agency_id, field="agency_id", max_id=MAX_INT_ID),
             active=form.active is not None,
         )
     except DomainError as exc:
@@ -420,7 +420,7 @@ def audit_page(
     actor_id: Annotated[str, Query(max_length=12)] = "",
 ) -> HTMLResponse:
     """The audit log: who changed what, when, with the values before and after."""
-    actor = int(actor_id) if actor_id.strip().isdigit() and 1 <= int(actor_id) <= MAX_ID else None
+    actor = int(actor_id) if actor_id.strip().isdigit() and 1 <= int(actor_id) <= MAX_INT_ID else None
     filters = kept_filters(
         entity_type=entity_type.strip(),
         entity_id=entity_id.strip(),

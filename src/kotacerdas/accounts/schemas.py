@@ -9,11 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from kotacerdas.accounts import service
 from kotacerdas.accounts.enums import Role
+from kotacerdas.db import MAX_INT_ID
 from kotacerdas.pagination import Page
 
-MAX_ID = 2**31 - 1
-
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Id = Annotated[int, Field(ge=1, le=MAX_INT_ID)]
 Username = Annotated[
     str,
     Field(

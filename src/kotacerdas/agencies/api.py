@@ -11,13 +11,14 @@ from kotacerdas.accounts.models import User
 from kotacerdas.agencies import service
 from kotacerdas.agencies.enums import AgencyKind
 from kotacerdas.agencies.schemas import AgencyCreate, AgencyPage, AgencyRead, AgencyUpdate
+from kotacerdas.db import MAX_INT_ID
 from kotacerdas.deps import SessionDep, actor_of, require
 from kotacerdas.pagination import PageQuery
 from kotacerdas.problems import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/api/v1", tags=["agencies"], responses=PROBLEM_RESPONSES)
 
-AgencyIdPath = Annotated[int, Path(ge=1, le=service.MAX_ID, description="OPD id")]
+AgencyIdPath = Annotated[int, Path(ge=1, le=MAX_INT_ID, description="OPD id")]
 AgencyManager = Annotated[User, Depends(require(Permission.AGENCIES_MANAGE))]
 
 

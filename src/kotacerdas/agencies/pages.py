@@ -14,6 +14,7 @@ from kotacerdas.accounts.models import User
 from kotacerdas.agencies import service
 from kotacerdas.agencies.enums import AgencyKind
 from kotacerdas.agencies.models import Agency
+from kotacerdas.db import MAX_INT_ID
 from kotacerdas.deps import SessionDep, actor_of, require
 from kotacerdas.errors import DomainError
 from kotacerdas.pagination import PageQuery
@@ -23,7 +24,7 @@ from kotacerdas.web.templating import render
 router = APIRouter(include_in_schema=False)
 
 AgencyManager = Annotated[User, Depends(require(Permission.AGENCIES_MANAGE))]
-AgencyIdPath = Annotated[int, Path(ge=1, le=service.MAX_ID)]
+AgencyIdPath = Annotated[int, Path(ge=1, le=MAX_INT_ID)]
 FilterText = Annotated[str, Query(max_length=100)]
 
 
@@ -62,7 +63,7 @@ class AgencyForm(BaseModel):
             "name": self.name,
             "short_name": self.short_name,
             "kind": self.kind,
-            "parent_id": chosen_agency_id(self.parent_id, field="parent_id", max_id=service.MAX_ID),
+            "parent_id": chosen_agency_id(self.parent_id, field="parent_id", max_id=MAX_INT_ID),
             "region_code": self.region_code or None,
             "email": self.email or None,
             "phone": self.phone or None,

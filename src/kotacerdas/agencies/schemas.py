@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from kotacerdas.accounts.service import EMAIL_MAX
 from kotacerdas.agencies import service
 from kotacerdas.agencies.enums import AgencyKind
+from kotacerdas.db import MAX_INT_ID
 from kotacerdas.pagination import Page
 
-AgencyId = Annotated[int, Field(ge=1, le=service.MAX_ID)]
+AgencyId = Annotated[int, Field(ge=1, le=MAX_INT_ID)]
 Name = Annotated[str, Field(min_length=1, max_length=service.NAME_MAX, examples=["Dinas Komunikasi dan Informatika"])]
 ShortName = Annotated[str, Field(min_length=1, max_length=service.SHORT_NAME_MAX, examples=["Diskominfo"])]
 RegionCode = Annotated[str, Field(max_length=service.REGION_CODE_MAX, description="Kemendagri code, e.g. 16.05.09")]

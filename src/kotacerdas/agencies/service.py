@@ -22,13 +22,14 @@ from kotacerdas.accounts.service import (
 from kotacerdas.agencies.enums import AgencyKind
 from kotacerdas.agencies.models import Agency
 from kotacerdas.config import Settings
+from kotacerdas.db import MAX_INT_ID
 from kotacerdas.errors import Conflict, InvalidInput, NotFound
 from kotacerdas.i18n import _
 from kotacerdas.pagination import Paged, PageRequest, paginate
 
 # The regions domain has no service function for "does this code exist" yet; reading its table here is the
 # whole dependency (a lookup by primary key), so it stays a model import until that service exists.
-from kotacerdas.regions.models import Region
+from kotacerdas.regions import service as regions
 
 NAME_MAX = 200
 SHORT_NAME_MAX = 60
@@ -36,7 +37,6 @@ PHONE_MAX = 40
 ADDRESS_MAX = 300
 WEBSITE_MAX = 200
 REGION_CODE_MAX = 20
-MAX_ID = 2**31 - 1
 
 # The OPDs of a typical kabupaten (Perda on perangkat daerah): short name, full name, kind. The kecamatan
 # offices are added from the regions table, one per kecamatan of the installation's kabupaten.
@@ -70,7 +70,7 @@ KECAMATAN_SHORT_PREFIX = "Kec. "
 
 def get_agency(session: Session, *, agency_id: int) -> Agency:
     """The OPD with this id, or NotFound."""
-    agency = session.get(Agency, agency_id) if 1 <= agency_id <= MAX_ID else None
+    agency = session.get(Agency, agency_id) if 1 <= agency_id <= MAX_INT_ID else None
     if agency is None:
         raise NotFound(_("OPD not found."))
     return agency
@@ -172,7 +172,7 @@ def _check_parent(session: Session, parent_id: int | None, agency_id: int | None
 
 def _check_region(session: Session, region_code: str | None) -> str | None:
     code = clean_text(region_code, field="region_code", label=_("Region code"), max_length=REGION_CODE_MAX)
-    if code is not None and session.get(Region, code) is None:
+    if code is not None and not regions.region_exists(session, code=code):
         raise InvalidInput(
             _("No region has this code. Use a Kemendagri code such as 16.05.09."),
             errors=[{"field": "region_code", "reason": "not_found"}],
@@ -342,12 +342,7 @@ def seed_default_agencies(session: Session, *, settings: Settings, actor: Actor)
     wanted: list[dict[str, Any]] = [
         {"short_name": short, "name": name, "kind": kind.value} for short, name, kind in DEFAULT_AGENCIES
     ]
-    kecamatan = session.scalars(
-        sa.select(Region)
-        .where(Region.level == "kecamatan", Region.parent_code == settings.region_code)
-        .order_by(Region.code)
-    )
-    offices = [(region.code, region.name) for region in kecamatan]
+    offices = [(region.code, region.name) for region in regions.list_kecamatan(session, settings=settings)]
     if not offices:
         # Regions not seeded yet: the built-in list of the kabupaten, without codes (the regions table is where
         # codes must exist); the offices are then matched by name when the seed runs again.

@@ -217,6 +217,23 @@ def get_region(session: Session, *, code: str) -> Region:
     return region
 
 
+def region_exists(session: Session, *, code: str) -> bool:
+    """True when a region with this code is stored."""
+    return session.scalar(sa.select(Region.code).where(Region.code == code)) is not None
+
+
+def list_kecamatan(session: Session, *, settings: Settings) -> list[Region]:
+    """The stored kecamatan of the configured kabupaten/kota, by code."""
+    return list(
+        session.scalars(
+            sa.select(Region)
+            .options(defer(Region.geometry))
+            .where(Region.level == RegionLevel.KECAMATAN.value, Region.parent_code == settings.region_code)
+            .order_by(Region.code)
+        )
+    )
+
+
 def region_children(session: Session, *, code: str) -> list[Region]:
     """The regions directly below one region, by code; NotFound when the region does not exist."""
     get_region(session, code=code)
