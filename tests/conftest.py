@@ -126,7 +126,9 @@ def _databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Databases]
 def settings(backend: str, _databases: _Databases, tmp_path: Path) -> Iterator[Settings]:
     """Settings for one test, on a fresh, migrated database of the backend under test."""
     url = _databases.sqlite_url() if backend == "sqlite" else _databases.postgres()
-    yield Settings(data_dir=tmp_path / "data", database_url=url, secret_key="test-secret-" + "x" * 32)
+    yield Settings(
+        data_dir=tmp_path / "data", database_url=url, secret_key="test-secret-" + "x" * 32, worker_in_app=False
+    )
     if backend == "postgres":
         _databases.reset_postgres()
 

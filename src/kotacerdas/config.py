@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The development secret is public (it is in this file); production refuses it.
 DEVELOPMENT_SECRET = "dev-secret-change-me"
 LOCALES = ("id", "en")
+# Lists read from the environment as comma-separated text (pydantic-settings would otherwise expect JSON).
+CommaList = Annotated[list[str], NoDecode]
+CommaDates = Annotated[list[date], NoDecode]
 
 
 class SettingsError(Exception):
@@ -48,6 +52,51 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(5, ge=1, le=100, description="Failed logins allowed per user or address.")
     login_window_minutes: int = Field(15, ge=1, le=24 * 60, description="Window for counting failed logins.")
     sqlite_busy_timeout_ms: int = Field(5000, ge=0, description="How long SQLite waits for a lock.")
+    smtp_host: str = Field("", description="Mail server for outgoing email; empty keeps emails queued in the outbox.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="Mail server port (587 for STARTTLS, 465 for SSL).")
+    smtp_security: Literal["none", "starttls", "ssl"] = Field("none", description="Encryption to the mail server.")
+    smtp_username: str = Field("", description="Login at the mail server; empty sends without logging in.")
+    smtp_password: str = Field("", description="Password at the mail server.")
+    smtp_timeout_seconds: int = Field(20, ge=1, le=300, description="How long one SMTP delivery may take.")
+    mail_from: str = Field(
+        "kotacerdas <noreply@localhost>", description="Sender of outgoing email, e.g. `Pemkab <lapor@example.go.id>`."
+    )
+    outbox_max_attempts: int = Field(
+        12, ge=1, le=100, description="Delivery attempts of one outgoing message before it is marked failed."
+    )
+    webhook_allowed_hosts: CommaList = Field(
+        default_factory=list,
+        description="Host names webhooks may be sent to, comma-separated (e.g. `lapor.go.id,10.0.0.5`); "
+        "empty allows none.",
+    )
+    media_allowed_hosts: CommaList = Field(
+        default_factory=list,
+        description="Host names the server may fetch an Open311 `media_url` from, comma-separated; empty allows none.",
+    )
+    worker_in_app: bool = Field(
+        True, description="Run the background worker (outbox, SLA checks) inside `serve`; false when `kotacerdas "
+        "worker` runs apart."
+    )
+    worker_interval_seconds: int = Field(5, ge=1, le=3600, description="How often the worker looks for due work.")
+    local_days_off: CommaDates = Field(
+        default_factory=list,
+        description="Local days off (cuti bersama) that SLA deadlines skip, comma-separated ISO dates, e.g. "
+        "`2026-12-24,2026-12-31`.",
+    )
+    report_code_prefix: str = Field(
+        "MR", pattern=r"^[A-Z]{2,6}$", description="Prefix of report tracking codes, e.g. `MR` gives `MR-2026-000123`."
+    )
+    report_verify_days: int = Field(3, ge=1, le=60, description="Working days to verify a new report.")
+    report_follow_up_days: int = Field(
+        5, ge=1, le=60, description="Working days for the OPD to publish its follow-up plan after disposition."
+    )
+    report_reopen_days: int = Field(30, ge=1, le=365, description="Days after completion in which a reporter may reopen.")
+    reports_per_ip_per_hour: int = Field(
+        10, ge=1, le=1_000_000, description="Reports one address may submit per hour (the form and the APIs)."
+    )
+    open311_jurisdiction_id: str = Field(
+        "musirawaskab.go.id", description="The Open311 `jurisdiction_id` this server answers to."
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -56,6 +105,13 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("webhook_allowed_hosts", "media_allowed_hosts", "local_days_off", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("region_code")

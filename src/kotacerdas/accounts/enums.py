@@ -28,14 +28,40 @@ class Permission(LabelledEnum):
     USERS_MANAGE = ("users.manage", "Mengelola pengguna", "Manage users")
     AUDIT_READ = ("audit.read", "Membaca log audit", "Read the audit log")
     TOKENS_OWN = ("tokens.own", "Membuat token API sendiri", "Create own API tokens")
+    REPORTS_TRIAGE = (
+        "reports.triage",
+        "Memverifikasi dan mendisposisikan semua aduan",
+        "Verify and dispose every citizen report",
+    )
+    REPORTS_HANDLE = ("reports.handle", "Menangani aduan OPD sendiri", "Handle own agency's citizen reports")
+    REPORTS_CONTACT = ("reports.contact", "Melihat kontak pelapor", "See reporters' contact details")
+    REPORTS_CATEGORIES = ("reports.categories", "Mengelola kategori aduan", "Manage report categories")
+    REPORTS_FIGURES = ("reports.figures", "Melihat kinerja penanganan aduan", "See report handling figures")
+    NOTIFICATIONS_MANAGE = (
+        "notifications.manage",
+        "Mengelola kotak keluar dan webhook",
+        "Manage the outbox and webhooks",
+    )
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
-    Role.OPERATOR: frozenset({Permission.CONSOLE, Permission.TOKENS_OWN}),
-    Role.OPD_ADMIN: frozenset({Permission.CONSOLE, Permission.TOKENS_OWN}),
-    Role.OPD_STAFF: frozenset({Permission.CONSOLE, Permission.TOKENS_OWN}),
-    Role.PIMPINAN: frozenset({Permission.CONSOLE, Permission.AUDIT_READ}),
+    # The command center triages reports; handling them is the OPDs' work. Seeing a reporter's contact details is
+    # its own permission (UU 27/2022): OPD admins have it, their staff do not.
+    Role.OPERATOR: frozenset(
+        {Permission.CONSOLE, Permission.TOKENS_OWN, Permission.REPORTS_TRIAGE, Permission.REPORTS_FIGURES}
+    ),
+    Role.OPD_ADMIN: frozenset(
+        {
+            Permission.CONSOLE,
+            Permission.TOKENS_OWN,
+            Permission.REPORTS_HANDLE,
+            Permission.REPORTS_CONTACT,
+            Permission.REPORTS_FIGURES,
+        }
+    ),
+    Role.OPD_STAFF: frozenset({Permission.CONSOLE, Permission.TOKENS_OWN, Permission.REPORTS_HANDLE}),
+    Role.PIMPINAN: frozenset({Permission.CONSOLE, Permission.AUDIT_READ, Permission.REPORTS_FIGURES}),
 }
 
 
