@@ -176,17 +176,20 @@ def db_upgrade() -> None:
 
 @db_app.command("seed")
 def db_seed() -> None:
-    """Store the reference data: the built-in regions of the kabupaten and the default OPD list (no accounts)."""
+    """Store the reference data: the built-in regions, the default OPD list and report categories (no accounts)."""
     from kotacerdas.accounts import service as accounts
     from kotacerdas.agencies import service as agencies
     from kotacerdas.regions import service as regions
+    from kotacerdas.reports import service as reports
 
     settings = settings_or_fail()
     upgrade(settings)
     with transaction(settings) as session:
         region_count = regions.seed_builtin_regions(session, settings=settings)
-        agency_count = agencies.seed_default_agencies(session, settings=settings, actor=accounts.Actor.system("cli"))
-    console.print(f"Wilayah / regions: {region_count}; OPD: {agency_count}")
+        actor = accounts.Actor.system("cli")
+        agency_count = agencies.seed_default_agencies(session, settings=settings, actor=actor)
+        category_count = reports.seed_default_categories(session, actor=actor)
+    console.print(f"Wilayah / regions: {region_count}; OPD: {agency_count}; kategori aduan: {category_count}")
 
 
 def serve_app(settings: Settings, *, host: str, port: int, workers: int) -> None:
@@ -275,6 +278,34 @@ def user_create(
             email=email,
         )
         console.print(f"Pengguna dibuat / user created: {user.username} ({user.role})")
+
+
+@app.command()
+def worker(
+    once: Annotated[
+        bool, typer.Option("--once", help="Run every job one time and exit (for cron or a check).")
+    ] = False,
+) -> None:
+    """Run the background worker: deliver the outbox (email, webhooks) and the other periodic jobs."""
+    import logging
+    import signal
+    import threading
+
+    from kotacerdas.worker import run_worker
+
+    settings = settings_or_fail()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    upgrade(settings)
+    stop_event = threading.Event()
+    # SIGTERM (systemd, docker stop) and Ctrl-C end the loop after the job in progress.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_args: stop_event.set())
+    if settings.worker_in_app:
+        console.print(
+            "[yellow]KOTACERDAS_WORKER_IN_APP is true: `serve` runs a worker too. That is safe on PostgreSQL; "
+            "on SQLite set it to false when this worker runs.[/]"
+        )
+    run_worker(settings, once=once, stop_event=stop_event)
 
 
 @wilayah_app.command("import")

@@ -74,8 +74,9 @@ class Settings(BaseSettings):
         description="Host names the server may fetch an Open311 `media_url` from, comma-separated; empty allows none.",
     )
     worker_in_app: bool = Field(
-        True, description="Run the background worker (outbox, SLA checks) inside `serve`; false when `kotacerdas "
-        "worker` runs apart."
+        True,
+        description="Run the background worker (outbox, SLA checks) inside `serve`; false when `kotacerdas "
+        "worker` runs apart.",
     )
     worker_interval_seconds: int = Field(5, ge=1, le=3600, description="How often the worker looks for due work.")
     local_days_off: CommaDates = Field(
@@ -90,7 +91,9 @@ class Settings(BaseSettings):
     report_follow_up_days: int = Field(
         5, ge=1, le=60, description="Working days for the OPD to publish its follow-up plan after disposition."
     )
-    report_reopen_days: int = Field(30, ge=1, le=365, description="Days after completion in which a reporter may reopen.")
+    report_reopen_days: int = Field(
+        30, ge=1, le=365, description="Days after completion in which a reporter may reopen."
+    )
     reports_per_ip_per_hour: int = Field(
         10, ge=1, le=1_000_000, description="Reports one address may submit per hour (the form and the APIs)."
     )

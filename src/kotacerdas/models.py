@@ -3,6 +3,34 @@
 from kotacerdas.accounts.models import ApiToken, AuditEntry, LoginAttempt, User, UserSession
 from kotacerdas.agencies.models import Agency
 from kotacerdas.db import Base
+from kotacerdas.notifications.models import OutboxMessage, WebhookEndpoint
 from kotacerdas.regions.models import Region
+from kotacerdas.reports.models import (
+    Report,
+    ReportCategory,
+    ReportCounter,
+    ReportFollower,
+    ReportPhoto,
+    ReportUpdate,
+    ResponseTemplate,
+)
 
-__all__ = ["Agency", "ApiToken", "AuditEntry", "Base", "LoginAttempt", "Region", "User", "UserSession"]
+__all__ = [
+    "Agency",
+    "ApiToken",
+    "AuditEntry",
+    "Base",
+    "LoginAttempt",
+    "OutboxMessage",
+    "Region",
+    "Report",
+    "ReportCategory",
+    "ReportCounter",
+    "ReportFollower",
+    "ReportPhoto",
+    "ReportUpdate",
+    "ResponseTemplate",
+    "User",
+    "UserSession",
+    "WebhookEndpoint",
+]

@@ -135,11 +135,11 @@ def calendar(settings: Settings) -> WorkCalendar:
 def _next_tracking_code(session: Session, *, settings: Settings, year: int) -> str:
     """The next code of the year, e.g. MR-2026-000123; a counter row per year, incremented under its row lock."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(ReportCounter).values(year=year, last=0).on_conflict_do_nothing())
+    # One statement (bench/reports_submit.py): the first report of a year creates the row, later ones bump it.
     number = session.execute(
-        sa.update(ReportCounter)
-        .where(ReportCounter.year == year)
-        .values(last=ReportCounter.last + 1)
+        insert(ReportCounter)
+        .values(year=year, last=1)
+        .on_conflict_do_update(index_elements=[ReportCounter.year], set_={"last": ReportCounter.last + 1})
         .returning(ReportCounter.last)
     ).scalar_one()
     return f"{settings.report_code_prefix}-{year}-{number:06d}"
@@ -366,7 +366,9 @@ def submit_report(
                 "pin": pin,
             },
             locale=report.reporter_locale,
-            dedupe_key=f"report:{report.id}:received",
+            # No dedupe key: the report was made in this transaction, so nothing can have queued this mail before,
+            # and the key's look-ups and savepoint were three statements of a submission (bench/reports_submit.py).
+            dedupe_key=None,
         )
     _emit(session, settings=settings, report=report, event="report.created")
     return SubmittedReport(report=report, pin=pin)
@@ -493,8 +495,15 @@ def _notify_followers(
 
 def _emit(session: Session, *, settings: Settings, report: Report, event: str) -> None:
     """Tell integrations (for example a forwarder to SP4N-LAPOR!) about the change, with public fields only."""
-    payload = public_report(session, settings=settings, report=report, locale="id").model_dump(mode="json")
-    notifications.queue_webhooks(session, event=event, payload=payload)
+    # Building the payload costs about a quarter of a submission (bench/reports_submit.py): only when someone listens.
+    endpoints = notifications.list_webhook_endpoints(session, active=True).items
+    if not any(notifications.subscribed(endpoint.events, event) for endpoint in endpoints):
+        return
+    notifications.queue_webhooks(
+        session,
+        event=event,
+        payload=lambda: public_report(session, settings=settings, report=report, locale="id").model_dump(mode="json"),
+    )
 
 
 def _change(
@@ -1036,6 +1045,8 @@ def flag_breaches(session: Session, *, settings: Settings, now: datetime | None 
             )
             .order_by(due_column)
             .limit(limit)
+            # Several workers on PostgreSQL: each breach is flagged (and escalated) by one of them.
+            .with_for_update(skip_locked=True)
         ).all()
         for report in reports:
             before = _audit_view(report)
@@ -1172,12 +1183,16 @@ def public_report(
     status = ReportStatus(report.status)
     names = _region_names(session, {code for code in (report.desa_code, report.kecamatan_code) if code})
     agency = agencies.get_agency(session, agency_id=report.agency_id) if report.agency_id else None
-    withheld = report.anonymous and not full
-    show_photos = not report.anonymous or full
+    # The privacy rules are `public_fields` and `photo_is_public`, shared with `public_rows` (Open311 lists).
+    fields = public_fields(
+        anonymous=report.anonymous, description=report.description, address=report.address, lat=report.lat,
+        lon=report.lon, public_lat=report.public_lat, public_lon=report.public_lon, status=status,
+        resolve_due_at=report.resolve_due_at, full=full,
+    )  # fmt: skip
     photos = [
         PublicPhoto(
             kind=photo.kind,
-            url=f"/media/laporan/{photo.id}.jpg",
+            url=photo_path(photo.id),
             thumb_url=f"/media/laporan/{photo.id}/thumb.jpg",
             width=photo.width,
             height=photo.height,
@@ -1185,7 +1200,7 @@ def public_report(
         for photo in session.scalars(
             sa.select(ReportPhoto).where(ReportPhoto.report_id == report.id).order_by(ReportPhoto.id)
         )
-        if show_photos or photo.kind == PhotoKind.AFTER.value
+        if photo_is_public(kind=photo.kind, anonymous=report.anonymous, full=full)
     ]
     due = next_due(report)
     duplicate_of = (
@@ -1203,11 +1218,11 @@ def public_report(
         status_label=status.label_en if locale == "en" else status.label_id,
         status_colour=status.colour,
         open=status.is_open,
-        description=None if withheld else report.description,
-        address=None if withheld else report.address,
-        lat=report.lat if full else report.public_lat,
-        lon=report.lon if full else report.public_lon,
-        location_approximate=withheld,
+        description=fields["description"],
+        address=fields["address"],
+        lat=fields["lat"],
+        lon=fields["lon"],
+        location_approximate=fields["location_approximate"],
         anonymous=report.anonymous,
         desa=RegionName(code=report.desa_code, name=names.get(report.desa_code, report.desa_code))
         if report.desa_code
@@ -1218,7 +1233,7 @@ def public_report(
         agency=agency.name if agency else None,
         created_at=report.created_at,
         updated_at=report.updated_at,
-        expected_at=report.resolve_due_at if status.is_open else None,
+        expected_at=fields["expected_at"],
         next_deadline=due[1] if due else None,
         follow_up_plan=report.follow_up_plan,
         resolution_note=report.resolution_note,
@@ -1529,3 +1544,183 @@ def delete_response_template(session: Session, *, by: User, actor: Actor, templa
         session, actor=actor, action="report_template.delete", entity_type="report_template", entity_id=template_id,
         before=before,
     )  # fmt: skip
+
+
+# --- public rows in bulk (Open311 lists) ---------------------------------------------------------------------------
+# `public_report` reads one report through the ORM, a few queries each; a list of a thousand would cost thousands.
+# `public_rows` reads only the needed columns with Core and resolves names once per call, and it applies the SAME
+# field rules as `public_report` (`public_fields`, `photo_is_public`, `is_public` as `_public_filters`): the privacy
+# rules live in one place, and a change to them changes every public view at once.
+
+# Timeline entries whose public note explains the report's current status (a rating comment does not).
+STATUS_NOTE_KINDS = frozenset(set(UpdateKind) - INTERNAL_KINDS - {UpdateKind.SUBMITTED, UpdateKind.RATED})
+
+
+def public_fields(
+    *, anonymous: bool, description: str | None, address: str | None, lat: float, lon: float, public_lat: float,
+    public_lon: float, status: ReportStatus, resolve_due_at: datetime | None, full: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """The privacy rule of a report's public fields: an anonymous report shows neither its text, its address nor
+    its exact place (only its desa's centre) unless `full` (the reporter with the PIN). Used by `public_report`
+    and `public_rows`."""
+    withheld = anonymous and not full
+    return {
+        "description": None if withheld else description,
+        "address": None if withheld else address,
+        "lat": lat if full else public_lat,
+        "lon": lon if full else public_lon,
+        "location_approximate": withheld,
+        "expected_at": resolve_due_at if status.is_open else None,
+    }
+
+
+def photo_is_public(*, kind: str, anonymous: bool, full: bool = False) -> bool:
+    """Whether the public sees a photo: all of a named report's, only the "after" photos of an anonymous one."""
+    return not anonymous or full or kind == PhotoKind.AFTER.value
+
+
+def photo_path(photo_id: int) -> str:
+    """The public path of a report photo (re-encoded, without metadata)."""
+    return f"/media/laporan/{photo_id}.jpg"
+
+
+@dataclass(slots=True)
+class PublicRow:
+    """A report as the public sees it, for lists: `public_report`'s fields that lists need, plus the latest public
+    note on its status and its first public photo."""
+
+    tracking_code: str
+    category_code: str
+    category_name: str
+    status: ReportStatus
+    description: str | None
+    address: str | None
+    lat: float
+    lon: float
+    location_approximate: bool
+    agency: str | None
+    created_at: datetime
+    updated_at: datetime
+    expected_at: datetime | None
+    status_note: str | None
+    photo_path: str | None
+
+
+def public_rows(
+    session: Session,
+    *,
+    locale: str | None = None,
+    codes: list[str] | None = None,
+    category_ids: list[int] | None = None,
+    statuses: set[ReportStatus] | frozenset[ReportStatus] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 1000,
+) -> list[PublicRow]:
+    """Public reports, newest first, at most `limit`: those with the given tracking codes, categories and
+    statuses, submitted between `start` and `end` (both inclusive). Confidential and hidden reports never."""
+    locale = locale or get_locale()
+    statement = _public_filters(
+        sa.select(
+            Report.id, Report.tracking_code, Report.category_id, Report.status, Report.anonymous,
+            Report.description, Report.address, Report.lat, Report.lon, Report.public_lat, Report.public_lon,
+            Report.agency_id, Report.created_at, Report.updated_at, Report.resolve_due_at,
+        )
+    )  # fmt: skip
+    if codes is not None:
+        statement = statement.where(Report.tracking_code.in_([code.strip().upper() for code in codes]))
+    if category_ids is not None:
+        statement = statement.where(Report.category_id.in_(category_ids))
+    if statuses is not None:
+        statement = statement.where(Report.status.in_([status.value for status in statuses]))
+    if start is not None:
+        statement = statement.where(Report.created_at >= start)
+    if end is not None:
+        statement = statement.where(Report.created_at <= end)
+    rows = session.execute(statement.order_by(Report.created_at.desc(), Report.id.desc()).limit(limit)).all()
+    if not rows:
+        return []
+    ids = [row.id for row in rows]
+    categories = {
+        row.id: row
+        for row in session.execute(
+            sa.select(ReportCategory.id, ReportCategory.code, ReportCategory.name_id, ReportCategory.name_en)
+        )
+    }
+    agency_names = {agency.id: agency.name for agency in agencies.list_agency_choices(session)}
+    # The latest public note of each: read in time order, so the last one kept per report is the latest.
+    notes = dict(
+        session.execute(
+            sa.select(ReportUpdate.report_id, ReportUpdate.public_note)
+            .where(
+                ReportUpdate.report_id.in_(ids),
+                ReportUpdate.public_note.is_not(None),
+                ReportUpdate.kind.in_([kind.value for kind in STATUS_NOTE_KINDS]),
+            )
+            .order_by(ReportUpdate.created_at, ReportUpdate.id)
+        ).all()
+    )
+    anonymous = {row.id: row.anonymous for row in rows}
+    photos: dict[int, str] = {}
+    for photo in session.execute(
+        sa.select(ReportPhoto.id, ReportPhoto.report_id, ReportPhoto.kind)
+        .where(ReportPhoto.report_id.in_(ids))
+        .order_by(ReportPhoto.id)
+    ):
+        if photo.report_id not in photos and photo_is_public(kind=photo.kind, anonymous=anonymous[photo.report_id]):
+            photos[photo.report_id] = photo_path(photo.id)
+    result = []
+    for row in rows:
+        status = ReportStatus(row.status)
+        category = categories.get(row.category_id)
+        fields = public_fields(
+            anonymous=row.anonymous, description=row.description, address=row.address, lat=row.lat, lon=row.lon,
+            public_lat=row.public_lat, public_lon=row.public_lon, status=status, resolve_due_at=row.resolve_due_at,
+        )  # fmt: skip
+        result.append(
+            PublicRow(
+                tracking_code=row.tracking_code,
+                category_code=category.code if category else "",
+                category_name=category_name(category, locale) if category else "",
+                status=status,
+                agency=agency_names.get(row.agency_id) if row.agency_id else None,
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+                status_note=notes.get(row.id),
+                photo_path=photos.get(row.id),
+                **fields,
+            )
+        )
+    return result
+
+
+def categories_changed_at(session: Session) -> datetime | None:
+    """When a report category last changed (the Open311 discovery `changeset`)."""
+    return session.scalar(sa.select(sa.func.max(ReportCategory.updated_at)))
+
+
+# --- public counts (the beranda card) ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublicReportCounts:
+    """Public reports still being handled, and those resolved this month."""
+
+    open: int
+    resolved_this_month: int
+
+
+def count_public_reports(session: Session, *, settings: Settings, now: datetime | None = None) -> PublicReportCounts:
+    """How many public reports are open now, and how many were resolved since the 1st of this month (local time);
+    confidential and hidden reports are not counted."""
+    local = (now or utcnow()).astimezone(settings.zone)
+    month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    is_open = Report.status.in_([status.value for status in OPEN_STATUSES])
+    resolved = sa.and_(Report.status == ReportStatus.SELESAI.value, Report.resolved_at >= month_start)
+    row = session.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(sa.case((is_open, 1), else_=0)), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((resolved, 1), else_=0)), 0),
+        ).where(Report.confidential.is_(False), Report.hidden.is_(False), sa.or_(is_open, resolved))
+    ).one()
+    return PublicReportCounts(open=int(row[0]), resolved_this_month=int(row[1]))
