@@ -145,16 +145,35 @@ def create_app(settings: Settings) -> FastAPI:
     from kotacerdas.agencies import api as agencies_api
     from kotacerdas.agencies import pages as agencies_pages
     from kotacerdas.dashboards import pages as dashboards_pages
+    from kotacerdas.notifications import api as notifications_api
+    from kotacerdas.notifications import pages as notifications_pages
     from kotacerdas.ops import router as ops_router
     from kotacerdas.regions import api as regions_api
     from kotacerdas.regions import pages as regions_pages
+    from kotacerdas.reports import api as reports_api
+    from kotacerdas.reports import console as reports_console
+    from kotacerdas.reports import open311 as reports_open311
+    from kotacerdas.reports import pages as reports_pages
 
     engine = make_engine(settings)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):
-        yield
-        engine.dispose()
+    async def lifespan(app: FastAPI):
+        worker = None
+        if settings.worker_in_app:
+            from kotacerdas.worker import start_worker_thread
+
+            worker = start_worker_thread(settings, session_factory=app.state.sessionmaker)
+        try:
+            yield
+        finally:
+            if worker is not None:
+                thread, stop_event = worker
+                stop_event.set()
+                # A delivery in progress finishes (bounded by the SMTP and webhook timeouts); the thread is a
+                # daemon, so a stuck one never holds the process.
+                thread.join(timeout=30)
+            engine.dispose()
 
     app = FastAPI(
         title="kotacerdas API",
@@ -200,10 +219,16 @@ def create_app(settings: Settings) -> FastAPI:
         regions_api.router,
         agencies_api.router,
         accounts_api.router,
+        notifications_api.router,
+        reports_api.router,
+        reports_open311.router,
         dashboards_pages.router,
         regions_pages.router,
         agencies_pages.router,
         accounts_pages.router,
+        notifications_pages.router,
+        reports_pages.router,
+        reports_console.router,
     ):
         app.include_router(router)
     return app

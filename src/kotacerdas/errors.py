@@ -39,6 +39,13 @@ class Conflict(DomainError):
     slug = "conflict"
 
 
+class PayloadTooLarge(DomainError):
+    """The request body is larger than this endpoint accepts."""
+
+    status_code = 413
+    slug = "payload-too-large"
+
+
 class NotAuthenticated(DomainError):
     """No valid login or token."""
 

@@ -45,12 +45,16 @@ class LocaleMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("lang", [None])[0]
+        params = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        path = scope.get("path", "")
+        query = params.get("lang", [None])[0]
+        if query is None and path.startswith("/open311/"):
+            query = (params.get("locale", [""])[0] or "")[:2].lower() or None  # Open311 clients say `locale`
         cookies = _cookies(scope)
         cookie = cookies[LOCALE_COOKIE].value if LOCALE_COOKIE in cookies else None
         # Pages are Indonesian unless the visitor picks English: many phones in Indonesia run an English system
         # language, and the portal is Indonesian first. API clients get their messages in their Accept-Language.
-        is_api = scope.get("path", "").startswith("/api/")
+        is_api = path.startswith(("/api/", "/open311/"))
         accept_language = _header(scope, b"accept-language") if is_api else None
         locale = negotiate_locale(
             query=query, cookie=cookie, accept_language=accept_language, default=self.default_locale

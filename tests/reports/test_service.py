@@ -478,3 +478,22 @@ def test_breaches_are_flagged_and_escalated_once(session, settings, make_report,
     assert recipients == {"kominfo@example.go.id", "pupr@example.go.id"}
     breaches = row_count(session, ReportUpdate, ReportUpdate.kind == UpdateKind.BREACH.value)
     assert breaches == 3
+
+
+def test_follow_is_double_opt_in_and_cannot_bomb_an_inbox(session, settings, make_report):
+    reports = [make_report().report for _ in range(6)]
+    for report in reports[:5]:
+        service.follow_report(session, settings=settings, code=report.tracking_code, email="korban@example.com")
+    with pytest.raises(RateLimited):
+        service.follow_report(session, settings=settings, code=reports[5].tracking_code, email="korban@example.com")
+    session.commit()
+    confirmations = session.scalars(
+        sa.select(OutboxMessage).where(OutboxMessage.template == "report_follow_confirm")
+    ).all()
+    assert len(confirmations) == 5
+    # Nobody follows before confirming: a new status reaches only the reporter.
+    token = confirmations[0].body_text.split("/lapor/ikuti/")[1].split()[0]
+    followed = service.confirm_follower(session, settings=settings, token=token)
+    assert followed.tracking_code == reports[0].tracking_code
+    with pytest.raises(NotFound):
+        service.confirm_follower(session, settings=settings, token=token + "x")

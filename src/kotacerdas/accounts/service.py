@@ -66,8 +66,12 @@ UNSET = Unset.UNSET
 _EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-def clean_text(value: str | None, *, field: str, label: str, max_length: int, required: bool = False) -> str | None:
-    """`value` stripped, or None when empty; InvalidInput naming `label` when it is required or too long."""
+def clean_text(
+    value: str | None, *, field: str, label: str, max_length: int, required: bool = False, multiline: bool = False
+) -> str | None:
+    """`value` stripped, or None when empty; InvalidInput naming `label` when it is required or too long.
+
+    `multiline` allows line breaks and tabs (a description, a note); other control characters are always refused."""
     value = (value or "").strip()
     if not value:
         if required:
@@ -81,7 +85,8 @@ def clean_text(value: str | None, *, field: str, label: str, max_length: int, re
             errors=[{"field": field, "reason": "too_long"}],
         )
     # Control characters are never meant in a name or an address, and PostgreSQL refuses NUL in text outright.
-    if any(unicodedata.category(char) == "Cc" for char in value):
+    allowed = "\n\r\t" if multiline else ""
+    if any(unicodedata.category(char) == "Cc" and char not in allowed for char in value):
         raise InvalidInput(
             _("%(field)s contains characters that are not allowed.") % {"field": label},
             errors=[{"field": field, "reason": "control_character"}],

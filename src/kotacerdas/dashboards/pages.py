@@ -45,6 +45,7 @@ def home(request: Request, session: SessionDep, settings: SettingsDep, _user: Op
             "boundaries_url": BOUNDARIES_URL,
             "kecamatan_list_url": KECAMATAN_LIST_URL,
             "villages_chart": villages_chart,
+            "reports_summary": service.reports_summary(session, settings=settings),
         },
     )
 

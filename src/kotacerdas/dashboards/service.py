@@ -12,6 +12,7 @@ from kotacerdas.accounts.models import User
 from kotacerdas.config import Settings
 from kotacerdas.i18n import _
 from kotacerdas.regions import service as regions
+from kotacerdas.reports import service as reports
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,50 @@ def map_bounds(kecamatan: list[KecamatanSummary]) -> MapBounds | None:
     return MapBounds(min(lats) - pad, min(lons) - pad, max(lats) + pad, max(lons) + pad)
 
 
+def reports_summary(session: Session, *, settings: Settings) -> reports.PublicReportCounts:
+    """The beranda's citizen-reports card: public reports being handled now, and resolved this month."""
+    return reports.count_public_reports(session, settings=settings)
+
+
+def _reports_menu(user: User) -> list[MenuItem]:
+    """The citizen-reports entries of the console menu: the inbox first, as it is the daily work."""
+    staff = accounts.user_can(user, Permission.REPORTS_TRIAGE) or accounts.user_can(user, Permission.REPORTS_HANDLE)
+    entries = [
+        (
+            staff,
+            MenuItem("aduan", _("Report inbox"), _("Citizen reports, the OPD inbox and deadlines."), "/konsol/aduan"),
+        ),
+        (
+            accounts.user_can(user, Permission.REPORTS_CATEGORIES),
+            MenuItem(
+                "kategori-aduan",
+                _("Report categories"),
+                _("What citizens can report, and which OPD handles it."),
+                "/konsol/kategori-aduan",
+            ),
+        ),
+        (
+            accounts.user_can(user, Permission.REPORTS_FIGURES),
+            MenuItem(
+                "kinerja-aduan",
+                _("Report handling performance"),
+                _("The OPD league table: reports handled within the deadlines."),
+                "/konsol/kinerja-aduan",
+            ),
+        ),
+        (
+            staff,
+            MenuItem(
+                "template-tanggapan",
+                _("Response templates"),
+                _("Ready-made texts for follow-up plans and responses."),
+                "/konsol/template-tanggapan",
+            ),
+        ),
+    ]
+    return [item for allowed, item in entries if allowed]
+
+
 def console_menu(user: User | None) -> list[MenuItem]:
     """The console menu for `user`: what their role may open, then the capabilities still to come."""
     if user is None:
@@ -95,13 +140,20 @@ def console_menu(user: User | None) -> list[MenuItem]:
             MenuItem("token", _("API tokens"), _("Tokens for other systems and devices."), "/konsol/token"),
         ),
         (
+            Permission.NOTIFICATIONS_MANAGE,
+            MenuItem("notifikasi", _("Outbox"), _("Outgoing emails and webhook calls."), "/konsol/notifikasi"),
+        ),
+        (
+            Permission.NOTIFICATIONS_MANAGE,
+            MenuItem("webhook", _("Webhooks"), _("Send events to other systems."), "/konsol/webhook"),
+        ),
+        (
             Permission.AUDIT_READ,
             MenuItem("audit", _("Audit log"), _("Who changed what, and when."), "/konsol/audit"),
         ),
     ]
-    items = [item for permission, item in available if accounts.user_can(user, permission)]
+    items = _reports_menu(user) + [item for permission, item in available if accounts.user_can(user, permission)]
     items += [
-        MenuItem("laporan", _("Reports"), _("Citizen reports and the agency inbox."), None),
         MenuItem("aset", _("Assets"), _("Infrastructure and facilities with their condition."), None),
         MenuItem("peristiwa", _("Events"), _("Incidents, warnings and public activities."), None),
         MenuItem("sensor", _("Sensors"), _("Devices and their live readings."), None),

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from kotacerdas.accounts.enums import Permission
 from kotacerdas.accounts.models import User
 from kotacerdas.deps import SessionDep, SettingsDep, actor_of, require
-from kotacerdas.errors import DomainError
+from kotacerdas.errors import PayloadTooLarge
 from kotacerdas.i18n import _
 from kotacerdas.pagination import MAX_PER_PAGE, PageRequest
 from kotacerdas.problems import PROBLEM_RESPONSES
@@ -65,13 +65,6 @@ class RegionFeatureCollection(BaseModel):
 
     type: Literal["FeatureCollection"]
     features: list[RegionFeature]
-
-
-class PayloadTooLarge(DomainError):
-    """The request body is larger than this endpoint accepts."""
-
-    status_code = 413
-    slug = "payload-too-large"
 
 
 @router.get("/regions", response_model=RegionPage)

@@ -313,10 +313,10 @@ def clean_attribute_values(category: ReportCategory, values: dict[str, Any] | No
                 raise _invalid(_("Choose from the listed answers."), field, "choice")
             cleaned[code] = str(value)
         else:
-            text = str(value).strip()
-            if len(text) > 1000:
-                raise _invalid(_("This answer is too long: at most 1000 characters."), field, "too_long")
-            cleaned[code] = text
+            label = definition.get("description_id") or code
+            cleaned[code] = clean_text(
+                str(value), field=field, label=label, max_length=1000, multiline=datatype == "text"
+            )
     return cleaned or None
 
 
@@ -389,7 +389,7 @@ def update_category(session: Session, *, actor: Actor, category_id: int, **value
         values["resolution_days"] = SlaTier(values["sla_tier"]).default_days
     cleaned = _clean_category(session, values, category_id)
     for key, value in cleaned.items():
-        if key in ("name_id", "name_en", "code", "group", "sla_tier") and value is None:
+        if value is None and key not in ("description_id", "description_en", "agency_id"):
             raise _invalid(_("This field cannot be empty."), key, "required")
         setattr(category, key, value)
     session.flush()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -84,7 +84,12 @@ class ReportSubmit(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    category: str = Field(min_length=1, max_length=40, description="Category code (see /api/v1/report-categories)")
+    category: str = Field(
+        min_length=1,
+        max_length=40,
+        pattern=r"^[a-z0-9-]+$",
+        description="Category code (see /api/v1/report-categories)",
+    )
     type: ReportType = ReportType.PENGADUAN
     description: str = Field(max_length=4000, description="What is wrong, at least 10 characters")
     lat: float = Field(ge=-90, le=90)
@@ -176,6 +181,33 @@ class CategoryRead(BaseModel):
     active: bool
 
 
+# Names and questions are single lines: no control characters (PostgreSQL's JSONB refuses NUL outright).
+_ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+
+
+class CategoryChoiceIn(BaseModel):
+    """One answer of a list question."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1, max_length=40, pattern=_ONE_LINE)
+    name_id: str = Field(min_length=1, max_length=120, pattern=_ONE_LINE)
+    name_en: str | None = Field(None, max_length=120, pattern=_ONE_LINE)
+
+
+class CategoryAttributeIn(BaseModel):
+    """An extra question of a category (an Open311 service-definition attribute), as an admin sends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(max_length=40, description="Lowercase letters, digits and underscores, starting with a letter")
+    datatype: Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"] = "string"
+    required: bool = False
+    description_id: str = Field(max_length=300)
+    description_en: str | None = Field(None, max_length=300)
+    values: list[CategoryChoiceIn] = Field(default_factory=list, max_length=100, description="Choices of a list")
+
+
 class CategoryCreate(BaseModel):
     """A new report category."""
 
@@ -192,7 +224,7 @@ class CategoryCreate(BaseModel):
     resolution_days: int | None = Field(None, ge=1, le=365)
     photo_required: bool = False
     duplicate_radius_m: int = Field(100, ge=0, le=5000)
-    attributes: list[dict[str, Any]] = Field(default_factory=list, max_length=20)
+    attributes: list[CategoryAttributeIn] = Field(default_factory=list, max_length=20)
     position: int = Field(0, ge=0, le=10_000)
     active: bool = True
 
@@ -213,7 +245,7 @@ class CategoryUpdate(BaseModel):
     resolution_days: int | None = Field(None, ge=1, le=365)
     photo_required: bool | None = None
     duplicate_radius_m: int | None = Field(None, ge=0, le=5000)
-    attributes: list[dict[str, Any]] | None = Field(None, max_length=20)
+    attributes: list[CategoryAttributeIn] | None = Field(None, max_length=20)
     position: int | None = Field(None, ge=0, le=10_000)
     active: bool | None = None
 
@@ -382,7 +414,7 @@ class BulkIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: str = Field(pattern="^(verify|dispose)$")
-    report_ids: list[int] = Field(min_length=1, max_length=200)
+    report_ids: list[Annotated[int, Field(ge=1, le=MAX_INT_ID)]] = Field(min_length=1, max_length=200)
     agency_id: int | None = Field(None, ge=1, le=MAX_INT_ID)
 
 
@@ -405,3 +437,52 @@ class TemplateRead(BaseModel):
     agency_id: int | None
     title: str
     body: str
+
+
+class FollowAccepted(BaseModel):
+    """The answer to a follow request: the same whether or not the address already follows the report."""
+
+    detail: str
+
+
+class PointGeometry(BaseModel):
+    """A GeoJSON point, [longitude, latitude] (RFC 7946)."""
+
+    type: Literal["Point"]
+    coordinates: list[float] = Field(min_length=2, max_length=3)
+
+
+class MapFeature(BaseModel):
+    """A cluster (`cluster: true`, `count`) or one public report (`tracking_code`, `category_code`, `status`,
+    `status_colour`, `url`) at its public position."""
+
+    type: Literal["Feature"]
+    geometry: PointGeometry
+    properties: dict[str, Any]
+
+
+class MapFeatureCollection(BaseModel):
+    """Public reports in a map viewport, clustered by zoom (RFC 7946)."""
+
+    type: Literal["FeatureCollection"]
+    features: list[MapFeature]
+
+
+class FigureRowRead(BaseModel):
+    """Handling figures of one group of reports (an OPD, category, kecamatan or month)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    key: str = Field(description="OPD id, category code, kecamatan code or YYYY-MM; `none` for no OPD/kecamatan")
+    label: str
+    counts: dict[str, int] = Field(description="Reports per status")
+    total: int
+    open: int
+    verified_in_sla_pct: float | None
+    followed_up_in_sla_pct: float | None
+    resolved_in_sla_pct: float | None
+    median_verify_hours: float | None
+    median_follow_up_hours: float | None
+    median_resolve_hours: float | None
+    avg_rating: float | None
+    rated: int

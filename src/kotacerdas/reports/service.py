@@ -87,6 +87,7 @@ REASON_MAX = 1000
 PIN_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 PIN_LENGTH = 8
 RATE_LIMIT_WINDOW = timedelta(hours=1)
+FOLLOW_REQUESTS_PER_DAY = 5
 # Timeline entries the public never sees.
 INTERNAL_KINDS = frozenset(
     {UpdateKind.NOTE, UpdateKind.ASSIGNED, UpdateKind.HIDDEN, UpdateKind.UNHIDDEN, UpdateKind.BREACH}
@@ -280,7 +281,12 @@ def submit_report(
     if type not in {kind.value for kind in ReportType}:
         raise _invalid(_("Unknown report type."), "type", "unknown")
     description = clean_text(
-        description, field="description", label=_("Description"), max_length=DESCRIPTION_MAX, required=True
+        description,
+        field="description",
+        label=_("Description"),
+        max_length=DESCRIPTION_MAX,
+        required=True,
+        multiline=True,
     )
     if len(description) < DESCRIPTION_MIN:
         raise _invalid(_("Please describe the problem in at least 10 characters."), "description", "too_short")
@@ -558,7 +564,7 @@ def _change(
 def _note(
     value: str | None, *, field: str, required: bool, label: str | None = None, limit: int = NOTE_MAX
 ) -> str | None:
-    return clean_text(value, field=field, label=label or _("Note"), max_length=limit, required=required)
+    return clean_text(value, field=field, label=label or _("Note"), max_length=limit, required=required, multiline=True)
 
 
 # --- workflow steps (staff) -------------------------------------------------------------------------------------
@@ -609,13 +615,17 @@ def dispose_report(
     return report
 
 
+def _existing_agency(session: Session, agency_id: int):
+    try:
+        return agencies.get_agency(session, agency_id=agency_id)
+    except NotFound:
+        raise _invalid(_("Unknown OPD."), "agency_id", "unknown") from None
+
+
 def _active_agency(session: Session, agency_id: int | None):
     if agency_id is None:
         raise _invalid(_("Choose the OPD that will handle the report."), "agency_id", "required")
-    try:
-        agency = agencies.get_agency(session, agency_id=agency_id)
-    except NotFound:
-        raise _invalid(_("Unknown OPD."), "agency_id", "unknown") from None
+    agency = _existing_agency(session, agency_id)
     if not agency.active:
         raise _invalid(_("This OPD is inactive."), "agency_id", "inactive")
     return agency
@@ -958,6 +968,18 @@ def follow_report(session: Session, *, settings: Settings, code: str, email: str
     address = clean_email(email)
     if address is None:
         raise _invalid(_("Enter your email address."), "email", "required")
+    # One address receives at most a few confirmation requests a day, so the form cannot bomb a stranger's inbox.
+    recent = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(ReportFollower)
+        .where(
+            ReportFollower.email == address,
+            ReportFollower.confirmed_at.is_(None),
+            ReportFollower.created_at >= utcnow() - timedelta(days=1),
+        )
+    )
+    if (recent or 0) >= FOLLOW_REQUESTS_PER_DAY:
+        raise RateLimited(_("Too many follow requests for this address today. Please try again tomorrow."))
     follower = _add_follower(
         session, report=report, email=address, locale=locale if locale in ("id", "en") else "id", confirmed=False
     )
@@ -1510,6 +1532,8 @@ def save_response_template(
     if not can_triage(by) and agency_id is None:
         agency_id = by.agency_id
     _require_template_editor(by, agency_id)
+    if agency_id is not None:
+        _existing_agency(session, agency_id)
     title = clean_text(title, field="title", label=_("Title"), max_length=120, required=True)
     body = clean_text(body, field="body", label=_("Text"), max_length=NOTE_MAX, required=True)
     if template_id is None:
@@ -1554,6 +1578,7 @@ def delete_response_template(session: Session, *, by: User, actor: Actor, templa
 
 # Timeline entries whose public note explains the report's current status (a rating comment does not).
 STATUS_NOTE_KINDS = frozenset(set(UpdateKind) - INTERNAL_KINDS - {UpdateKind.SUBMITTED, UpdateKind.RATED})
+_STATUSES = {status.value: status for status in ReportStatus}
 
 
 def public_fields(
@@ -1640,10 +1665,10 @@ def public_rows(
     rows = session.execute(statement.order_by(Report.created_at.desc(), Report.id.desc()).limit(limit)).all()
     if not rows:
         return []
-    ids = [row.id for row in rows]
+    ids = [row[0] for row in rows]
     categories = {
-        row.id: row
-        for row in session.execute(
+        category.id: (category.code, category_name(category, locale))
+        for category in session.execute(
             sa.select(ReportCategory.id, ReportCategory.code, ReportCategory.name_id, ReportCategory.name_en)
         )
     }
@@ -1660,34 +1685,38 @@ def public_rows(
             .order_by(ReportUpdate.created_at, ReportUpdate.id)
         ).all()
     )
-    anonymous = {row.id: row.anonymous for row in rows}
+    anonymous = {row[0]: row[4] for row in rows}
     photos: dict[int, str] = {}
-    for photo in session.execute(
+    for photo_id, report_id, kind in session.execute(
         sa.select(ReportPhoto.id, ReportPhoto.report_id, ReportPhoto.kind)
         .where(ReportPhoto.report_id.in_(ids))
         .order_by(ReportPhoto.id)
     ):
-        if photo.report_id not in photos and photo_is_public(kind=photo.kind, anonymous=anonymous[photo.report_id]):
-            photos[photo.report_id] = photo_path(photo.id)
+        if report_id not in photos and photo_is_public(kind=kind, anonymous=anonymous[report_id]):
+            photos[report_id] = photo_path(photo_id)
     result = []
-    for row in rows:
-        status = ReportStatus(row.status)
-        category = categories.get(row.category_id)
+    # Rows unpacked as tuples: a thousand of them, where attribute access on each would cost more than the rest.
+    for (
+        report_id, tracking_code, category_id, status_value, is_anonymous, description, address, lat, lon,
+        public_lat, public_lon, agency_id, created_at, updated_at, resolve_due_at,
+    ) in rows:  # fmt: skip
+        status = _STATUSES[status_value]
+        category_code, name = categories.get(category_id, ("", ""))
         fields = public_fields(
-            anonymous=row.anonymous, description=row.description, address=row.address, lat=row.lat, lon=row.lon,
-            public_lat=row.public_lat, public_lon=row.public_lon, status=status, resolve_due_at=row.resolve_due_at,
+            anonymous=is_anonymous, description=description, address=address, lat=lat, lon=lon,
+            public_lat=public_lat, public_lon=public_lon, status=status, resolve_due_at=resolve_due_at,
         )  # fmt: skip
         result.append(
             PublicRow(
-                tracking_code=row.tracking_code,
-                category_code=category.code if category else "",
-                category_name=category_name(category, locale) if category else "",
+                tracking_code=tracking_code,
+                category_code=category_code,
+                category_name=name,
                 status=status,
-                agency=agency_names.get(row.agency_id) if row.agency_id else None,
-                created_at=row.created_at,
-                updated_at=row.updated_at,
-                status_note=notes.get(row.id),
-                photo_path=photos.get(row.id),
+                agency=agency_names.get(agency_id) if agency_id else None,
+                created_at=created_at,
+                updated_at=updated_at,
+                status_note=notes.get(report_id),
+                photo_path=photos.get(report_id),
                 **fields,
             )
         )
