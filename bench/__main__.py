@@ -7,10 +7,13 @@ import importlib
 import sys
 from pathlib import Path
 
+# Modules of bench/ that are shared helpers, not benchmarks.
+HELPERS = ("common", "reports_data")
+
 
 def available() -> list[str]:
     here = Path(__file__).parent
-    return sorted(p.stem for p in here.glob("*.py") if p.stem not in ("__init__", "__main__", "common"))
+    return sorted(p.stem for p in here.glob("*.py") if p.stem not in ("__init__", "__main__", *HELPERS))
 
 
 def main() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,9 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, **kwargs)
 
 
+_WRITER_LOCK = "kotacerdas_writer_lock"
+
+
 def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -92,12 +97,36 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
+    # Writers of this process queue on a lock before BEGIN IMMEDIATE: SQLite's busy handler polls with growing
+    # sleeps (up to 100 ms), so under load a few unlucky writers waited seconds or timed out while others got in.
+    # A queue on a Python lock is served as soon as the writer before commits. Other processes still meet the
+    # busy timeout.
+    writer = threading.Lock()
+    timeout_s = max(busy_timeout_ms / 1000, 0.001)
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # A write request takes the write lock up front: upgrading a read snapshot later fails at once
         # ("database is locked") when another writer committed in between, whatever the busy timeout.
-        immediate = connection.get_execution_options().get("kotacerdas_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if not connection.get_execution_options().get("kotacerdas_write", False):
+            connection.exec_driver_sql("BEGIN")
+            return
+        if not writer.acquire(timeout=timeout_s):
+            raise sqlite3.OperationalError("database is locked (waited for this process's other writers)")
+        connection.info[_WRITER_LOCK] = writer
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            del connection.info[_WRITER_LOCK]
+            writer.release()
+            raise
+
+    @event.listens_for(engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        # The session hands its connection back once the transaction has committed or rolled back.
+        lock = record.info.pop(_WRITER_LOCK, None) if record is not None else None
+        if lock is not None:
+            lock.release()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

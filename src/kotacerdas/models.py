@@ -8,7 +8,6 @@ from kotacerdas.regions.models import Region
 from kotacerdas.reports.models import (
     Report,
     ReportCategory,
-    ReportCounter,
     ReportFollower,
     ReportPhoto,
     ReportUpdate,
@@ -25,7 +24,6 @@ __all__ = [
     "Region",
     "Report",
     "ReportCategory",
-    "ReportCounter",
     "ReportFollower",
     "ReportPhoto",
     "ReportUpdate",

@@ -59,7 +59,7 @@ def test_working_days_skip_weekends_national_holidays_and_local_days_off(setting
 def test_submit_derives_place_sets_deadline_and_emails_code_and_pin(session, settings, make_report):
     submitted = make_report(now=wib(2026, 12, 23))
     report = submitted.report
-    assert report.tracking_code == "MR-2026-000001"
+    assert report.tracking_code == f"MR-2026-{report.id:06d}"
     assert report.status == ReportStatus.BARU
     assert report.kecamatan_code and report.kecamatan_code.startswith("16.05.")
     assert report.verify_due_at == wib(2026, 12, 29, 23, 59) + timedelta(seconds=59)
@@ -67,8 +67,9 @@ def test_submit_derives_place_sets_deadline_and_emails_code_and_pin(session, set
     assert len(submitted.pin) == service.PIN_LENGTH and service.check_reporter_pin(report, submitted.pin.lower())
     mail = session.scalars(sa.select(OutboxMessage).where(OutboxMessage.recipient == REPORTER["email"])).one()
     assert report.tracking_code in mail.subject and submitted.pin in mail.body_text
-    second = make_report()
-    assert second.report.tracking_code == "MR-2026-000002"
+    # The number is the report's id; the year is the local (WIB) year it was sent in.
+    new_year = make_report(now=datetime(2026, 12, 31, 17, 30, tzinfo=UTC)).report
+    assert new_year.tracking_code == f"MR-2027-{new_year.id:06d}" and new_year.id > report.id
     # The audit log keeps the change but never the reporter's contact details.
     audit = session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "report.submit")).all()
     assert audit and all(REPORTER["email"] not in str(entry.after) for entry in audit)

@@ -46,7 +46,7 @@ from kotacerdas.reports.enums import (
 )
 from kotacerdas.reports.models import Report, ReportCategory, ResponseTemplate
 from kotacerdas.reports.photos import MAX_PHOTO_BYTES, MAX_PHOTOS
-from kotacerdas.web.forms import chosen_agency_id, kept_filters, render_form
+from kotacerdas.web.forms import PostedForm, chosen_agency_id, kept_filters, read_uploads, render_form
 from kotacerdas.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -634,28 +634,8 @@ def follow_up(
     )  # fmt: skip
 
 
-async def _posted_form(request: Request) -> FormData:
-    """The multipart form, parsed once (the CSRF check reads the same one)."""
-    return await request.form()
-
-
-PostedForm = Annotated[FormData, Depends(_posted_form)]
-
-
 def _read_photos(form: FormData) -> list[bytes]:
-    """The chosen photos' bytes. A file input left empty sends a part without a file, skipped; each file is read to
-    one byte past the limit at most, enough for the photo check to refuse it, and reading stops past the count."""
-    photos = []
-    for item in form.getlist("photos"):
-        if isinstance(item, str):
-            continue
-        item.file.seek(0)
-        data = item.file.read(MAX_PHOTO_BYTES + 1)
-        if data:
-            photos.append(data)
-        if len(photos) > MAX_PHOTOS:
-            break
-    return photos
+    return read_uploads(form, field="photos", max_bytes=MAX_PHOTO_BYTES, max_files=MAX_PHOTOS)
 
 
 @router.post("/konsol/aduan/{report_id}/selesai", response_class=HTMLResponse)

@@ -36,15 +36,6 @@ class ReportCategory(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-class ReportCounter(Base):
-    """The last tracking-code number given out in a year, so that codes run MR-2026-000001, 000002, …"""
-
-    __tablename__ = "report_counters"
-
-    year: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
-    last: Mapped[int] = mapped_column(sa.Integer, default=0)
-
-
 class Report(Base):
     """A citizen's report (pengaduan, aspirasi or permintaan informasi) and where it is in the workflow.
 

@@ -31,7 +31,7 @@ from kotacerdas.reports import service
 from kotacerdas.reports.enums import CategoryGroup, PhotoKind, ReportSource, ReportStatus, ReportType
 from kotacerdas.reports.models import Report, ReportCategory
 from kotacerdas.reports.photos import MAX_PHOTO_BYTES, MAX_PHOTOS
-from kotacerdas.web.forms import kept_filters
+from kotacerdas.web.forms import PostedForm, kept_filters, read_uploads
 from kotacerdas.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -207,24 +207,7 @@ def _coordinate(text: str) -> float | None:
 
 
 def _read_photos(form: FormData) -> list[bytes]:
-    """The uploaded photos' bytes; a file is read only up to one byte past the limit, which is enough to refuse
-    it, and reading stops once there are more files than allowed."""
-    photos = []
-    for item in form.getlist("photos"):
-        if isinstance(item, str):
-            continue
-        item.file.seek(0)
-        data = item.file.read(MAX_PHOTO_BYTES + 1)
-        if data:
-            photos.append(data)
-        if len(photos) > MAX_PHOTOS:
-            break
-    return photos
-
-
-async def _posted_form(request: Request) -> FormData:
-    """The multipart form (parsed once; the CSRF check reads the same one)."""
-    return await request.form()
+    return read_uploads(form, field="photos", max_bytes=MAX_PHOTO_BYTES, max_files=MAX_PHOTOS)
 
 
 def _field_anchor(error_field: str | None, form: ReportForm) -> str | None:
@@ -341,7 +324,7 @@ def submit_report(
     session: SessionDep,
     settings: SettingsDep,
     _user: OptionalUser,
-    posted: Annotated[FormData, Depends(_posted_form)],
+    posted: PostedForm,
 ) -> HTMLResponse:
     """Store the report and show its tracking code and PIN, once (the answer is never cached)."""
     categories = _category_choices(session)

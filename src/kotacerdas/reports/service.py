@@ -16,8 +16,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from kotacerdas import storage
@@ -57,7 +55,6 @@ from kotacerdas.reports.enums import (
 from kotacerdas.reports.models import (
     Report,
     ReportCategory,
-    ReportCounter,
     ReportFollower,
     ReportPhoto,
     ReportUpdate,
@@ -133,17 +130,13 @@ def calendar(settings: Settings) -> WorkCalendar:
     return WorkCalendar.of(settings)
 
 
-def _next_tracking_code(session: Session, *, settings: Settings, year: int) -> str:
-    """The next code of the year, e.g. MR-2026-000123; a counter row per year, incremented under its row lock."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    # One statement (bench/reports_submit.py): the first report of a year creates the row, later ones bump it.
-    number = session.execute(
-        insert(ReportCounter)
-        .values(year=year, last=1)
-        .on_conflict_do_update(index_elements=[ReportCounter.year], set_={"last": ReportCounter.last + 1})
-        .returning(ReportCounter.last)
-    ).scalar_one()
-    return f"{settings.report_code_prefix}-{year}-{number:06d}"
+def tracking_code(settings: Settings, *, year: int, report_id: int) -> str:
+    """A report's tracking code, e.g. MR-2026-000123: the prefix, the year it was sent, its number.
+
+    The number is the report's id: it is given out by the database without a lock that concurrent submissions would
+    queue on (a counter row per year did that on PostgreSQL, see bench/reports_submit.py), so numbers do not
+    restart in January and never repeat."""
+    return f"{settings.report_code_prefix}-{year}-{report_id:06d}"
 
 
 # --- access ----------------------------------------------------------------------------------------------------
@@ -319,10 +312,10 @@ def submit_report(
         if anonymous
         else (lat, lon)
     )
-    code = _next_tracking_code(session, settings=settings, year=now.astimezone(settings.zone).year)
     pin = "".join(secrets.choice(PIN_ALPHABET) for _ in range(PIN_LENGTH))
     report = Report(
-        tracking_code=code,
+        # A unique stand-in until the id, which the code is made of, is known (below, in this transaction).
+        tracking_code=f"~{secrets.token_hex(8)}",
         category_id=category.id,
         type=type,
         status=ReportStatus.BARU.value,
@@ -342,7 +335,7 @@ def submit_report(
         reporter_email=email,
         reporter_phone=phone,
         reporter_locale=locale if locale in ("id", "en") else "id",
-        reporter_pin_hash=_pin_hash(code, pin),
+        reporter_pin_hash="",
         client_key=client_key(settings, ip),
         anonymous=bool(anonymous),
         confidential=bool(confidential),
@@ -352,6 +345,8 @@ def submit_report(
     )
     session.add(report)
     session.flush()
+    report.tracking_code = tracking_code(settings, year=now.astimezone(settings.zone).year, report_id=report.id)
+    report.reporter_pin_hash = _pin_hash(report.tracking_code, pin)
     update = _add_update(
         session, report=report, kind=UpdateKind.SUBMITTED, actor=None, status_to=ReportStatus.BARU, now=now
     )

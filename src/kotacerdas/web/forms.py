@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
+from starlette.datastructures import FormData
 
 from kotacerdas.errors import DomainError, InvalidInput
 from kotacerdas.i18n import _
@@ -52,3 +53,29 @@ def active_filter(value: str) -> bool | None:
 def kept_filters(**values: str | None) -> dict[str, str]:
     """The filters that are set, for the links to the other pages of a list."""
     return {key: value for key, value in values.items() if value}
+
+
+async def _posted_form(request: Request) -> FormData:
+    """The multipart form, parsed once (the CSRF check reads the same one)."""
+    return await request.form()
+
+
+# A page's posted multipart form, for routes that read uploads beside the fields.
+PostedForm = Annotated[FormData, Depends(_posted_form)]
+
+
+def read_uploads(form: FormData, *, field: str, max_bytes: int, max_files: int) -> list[bytes]:
+    """The bytes of the files uploaded in `field`. An empty file input sends a part without a file, skipped; each
+    file is read to one byte past `max_bytes` at most, enough for the check to refuse it, and reading stops once
+    there are more files than `max_files`."""
+    files = []
+    for item in form.getlist(field):
+        if isinstance(item, str):
+            continue
+        item.file.seek(0)
+        data = item.file.read(max_bytes + 1)
+        if data:
+            files.append(data)
+        if len(files) > max_files:
+            break
+    return files
