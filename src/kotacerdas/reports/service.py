@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from kotacerdas import storage
@@ -1623,6 +1624,14 @@ class PublicRow:
     photo_path: str | None
 
 
+def _id_in(session: Session, column: Any, ids: list[int]) -> Any:
+    """`column IN ids`; on PostgreSQL as `= ANY(array)`, one parameter instead of a thousand to render and parse
+    (a quarter of an Open311 list's time, bench/open311_list.py)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam("ids", ids, type_=postgresql.ARRAY(sa.Integer)))
+    return column.in_(ids)
+
+
 def public_rows(
     session: Session,
     *,
@@ -1670,7 +1679,7 @@ def public_rows(
         session.execute(
             sa.select(ReportUpdate.report_id, ReportUpdate.public_note)
             .where(
-                ReportUpdate.report_id.in_(ids),
+                _id_in(session, ReportUpdate.report_id, ids),
                 ReportUpdate.public_note.is_not(None),
                 ReportUpdate.kind.in_([kind.value for kind in STATUS_NOTE_KINDS]),
             )
@@ -1681,7 +1690,7 @@ def public_rows(
     photos: dict[int, str] = {}
     for photo_id, report_id, kind in session.execute(
         sa.select(ReportPhoto.id, ReportPhoto.report_id, ReportPhoto.kind)
-        .where(ReportPhoto.report_id.in_(ids))
+        .where(_id_in(session, ReportPhoto.report_id, ids))
         .order_by(ReportPhoto.id)
     ):
         if report_id not in photos and photo_is_public(kind=kind, anonymous=anonymous[report_id]):
