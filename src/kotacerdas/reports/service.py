@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -723,21 +724,6 @@ def close_report(
     return report
 
 
-def reject_report(session: Session, **kwargs: Any) -> Report:
-    """Close an open report as rejected, with a reason."""
-    return close_report(session, outcome="reject", **kwargs)
-
-
-def mark_not_authority(session: Session, **kwargs: Any) -> Report:
-    """Close an open report as outside the regency's authority, with a reason."""
-    return close_report(session, outcome="not_authority", **kwargs)
-
-
-def archive_report(session: Session, **kwargs: Any) -> Report:
-    """Archive an open report, with a reason."""
-    return close_report(session, outcome="archive", **kwargs)
-
-
 def _root(session: Session, report: Report) -> Report:
     seen = {report.id}
     while report.duplicate_of_id is not None:
@@ -1132,8 +1118,6 @@ def next_due(report: Report) -> tuple[Deadline, datetime] | None:
         return Deadline.FOLLOW_UP, report.follow_up_due_at
     if status == ReportStatus.DITINDAKLANJUTI and report.resolve_due_at:
         return Deadline.RESOLVE, report.resolve_due_at
-    if status == ReportStatus.TERVERIFIKASI and report.verify_due_at:
-        return None
     return None
 
 
@@ -1382,8 +1366,6 @@ def nearby_open_reports(
 ) -> list[tuple[PublicReport, float]]:  # fmt: skip
     """Open public reports of the same category within the category's duplicate radius, nearest first, with the
     distance in metres: the citizen may follow one of them instead of sending the same problem again."""
-    import math
-
     try:
         category = get_category(session, category_id=category_id)
     except NotFound:
@@ -1415,8 +1397,6 @@ def nearby_open_reports(
 
 
 def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    import math
-
     phi1, phi2 = math.radians(lat1), math.radians(lat2)
     dphi, dlmb = phi2 - phi1, math.radians(lon2 - lon1)
     a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2) ** 2
