@@ -13,34 +13,22 @@ The schemathesis seed is printed; pass `--seed N` to repeat a run.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
+
+# The server helpers are shared with the benchmarks (bench/server.py); this script runs from .ci/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.server import free_port, kotacerdas_command, stop, wait_ready  # noqa: E402
 
 # Operations that can take the fuzzer's own credential away (revoke its token, deactivate or demote its user).
 CREDENTIAL_BREAKERS = (("delete", "/api/v1/tokens/{token_id}"), ("patch", "/api/v1/users/{user_id}"))
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 START_TIMEOUT_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def kotacerdas_command() -> list[str]:
-    script = shutil.which("kotacerdas", path=str(Path(sys.executable).parent)) or shutil.which("kotacerdas")
-    return [script] if script else [sys.executable, "-c", "from kotacerdas.cli import main; main()"]
 
 
 def create_admin_token(env: dict[str, str]) -> str:
@@ -63,22 +51,6 @@ def create_admin_token(env: dict[str, str]) -> str:
     if result.returncode != 0:
         sys.exit(f"fuzz: could not create the API token:\n{result.stderr}")
     return result.stdout.strip().splitlines()[-1]
-
-
-def wait_ready(process: subprocess.Popen, port: int, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"fuzz: the server exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            connection.request("GET", "/readyz")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"fuzz: the server was not ready after {START_TIMEOUT_S:.0f} s")
 
 
 def operation_ids(base: str) -> dict[tuple[str, str], str]:
@@ -148,7 +120,10 @@ def main() -> int:
             )
         codes = []
         try:
-            wait_ready(server, port, log)
+            try:
+                wait_ready(server, port, log=log, timeout=START_TIMEOUT_S)
+            except RuntimeError as exc:
+                sys.exit(f"fuzz: {exc}")
             base = f"http://127.0.0.1:{port}"
             ids = operation_ids(base)
             breakers = [ids[key] for key in CREDENTIAL_BREAKERS if key in ids]
@@ -164,13 +139,7 @@ def main() -> int:
                     )
                 )
         finally:
-            if server.poll() is None:
-                server.send_signal(signal.SIGTERM)
-                try:
-                    server.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait()
+            stop(server, timeout=15)
         code = next((code for code in codes if code != 0), 0)
         server_log = log.read_text(errors="replace")
         if code != 0 or "Traceback" in server_log:

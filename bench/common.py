@@ -9,6 +9,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,31 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "python_speed_ms": python_speed_ms(),
     }
+
+
+def python_speed_ms() -> float:
+    """Milliseconds of one core for a fixed piece of pure-Python work (dicts, strings, datetimes), best of five.
+
+    The same code has measured 2-3 times slower here on some days than on others (a shared virtual machine):
+    this figure, recorded with every result, says which kind of day a result comes from."""
+    from datetime import UTC, datetime, timedelta
+
+    def work() -> None:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        rows = {}
+        for i in range(20_000):
+            moment = start + timedelta(minutes=i)
+            rows[f"MR-2026-{i:06d}"] = {"at": moment.isoformat(timespec="seconds"), "n": i * 3 % 7}
+        sorted(rows.values(), key=lambda row: row["n"])
+
+    best = float("inf")
+    for _round in range(5):
+        began = time.process_time()
+        work()
+        best = min(best, time.process_time() - began)
+    return round(best * 1000, 1)
 
 
 def percentiles(samples_seconds: list[float]) -> dict[str, float]:

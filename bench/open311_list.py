@@ -31,7 +31,8 @@ import sqlalchemy as sa
 
 from bench.common import percentiles, write_result
 from bench.reports_data import bench_database, postgres_available
-from bench.reports_submit import _start_server, _stop, sequential
+from bench.reports_submit import sequential
+from bench.server import start_server, stop
 from kotacerdas.db import make_engine, make_sessionmaker
 from kotacerdas.reports.enums import CLOSED_STATUSES, OPEN_STATUSES
 from kotacerdas.reports.models import Report, ReportCategory
@@ -156,7 +157,7 @@ def measure(backend: str, count: int, *, per_kind: int, tmp: Path) -> dict[str, 
     finally:
         engine.dispose()
     load_before = os.getloadavg()[0]
-    process, port = _start_server(settings, workers=1, log=tmp / f"serve-{backend}.log")
+    process, port = start_server(settings, workers=1, log=tmp / f"serve-{backend}.log")
     results: dict[str, Any] = {}
     try:
         for kind, items in plan.items():
@@ -188,7 +189,7 @@ def measure(backend: str, count: int, *, per_kind: int, tmp: Path) -> dict[str, 
             }
             print(f"{backend} {kind}: {results[kind]}", file=sys.stderr, flush=True)
     finally:
-        _stop(process)
+        stop(process)
     baseline = _baseline(settings, plan, categories)
     filtered = [results[kind]["p95_ms"] for kind in FILTERED if "p95_ms" in results[kind]]
     return {

@@ -445,6 +445,7 @@ def _insert_all(engine: sa.Engine, c: dict[str, Any], count: int) -> None:
                     "public_lon": float(c["public_lon"][i]),
                     "desa_code": c["desa"][i],
                     "kecamatan_code": c["kecamatan"][i],
+                    "asset_id": None,
                     "locate_method": "boundary",
                     "attributes": None,
                     "agency_id": int(c["agency_id"][i]) if c["agency_id"][i] >= 0 else None,

@@ -21,11 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -39,6 +35,7 @@ import sqlalchemy as sa
 
 from bench.common import percentiles, write_result
 from bench.reports_data import REPORT_COLUMNS, bench_database, postgres_available, trim_to_seed
+from bench.server import start_server, stop
 from kotacerdas.db import make_engine, make_sessionmaker
 from kotacerdas.regions import service as regions
 from kotacerdas.reports.models import ReportCategory
@@ -47,24 +44,12 @@ TARGET_RPS = 200.0
 TARGET_P99_MS = 150.0
 CONCURRENCY = 16
 SEED = 1605
-START_TIMEOUT_S = 120.0
 DESCRIPTIONS = (
     "Jalan berlubang di depan sekolah, sudah dua minggu belum diperbaiki.",
     "Saluran air tersumbat, air meluap ke jalan setiap hujan deras.",
     "Lampu penerangan jalan mati di tikungan, rawan kecelakaan malam hari.",
     "Sampah menumpuk di pinggir jalan dekat pasar, berbau dan mengundang lalat.",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _kotacerdas_command() -> list[str]:
-    script = shutil.which("kotacerdas", path=str(Path(sys.executable).parent)) or shutil.which("kotacerdas")
-    return [script] if script else [sys.executable, "-c", "from kotacerdas.cli import main; main()"]
 
 
 # --- a small HTTP/1.1 client -----------------------------------------------------------------------------------
@@ -254,36 +239,6 @@ HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 # --- the server ----------------------------------------------------------------------------------------------------
 
 
-def _start_server(settings, *, workers: int, log: Path) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("KOTACERDAS_")}
-    env.update(
-        KOTACERDAS_DATABASE_URL=settings.sqlalchemy_url,
-        KOTACERDAS_DATA_DIR=str(settings.data_dir),
-        KOTACERDAS_SECRET_KEY=settings.secret_key,
-        KOTACERDAS_REPORTS_PER_IP_PER_HOUR="1000000",
-        KOTACERDAS_WORKER_IN_APP="false",
-    )
-    command = [*_kotacerdas_command(), "serve", "--port", str(port), "--no-migrate", "--workers", str(workers)]
-    handle = log.open("wb")
-    process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                if b" 200 " in sock.recv(200):
-                    return process, port
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            _stop(process)
-            raise RuntimeError("the server did not get ready")
-        time.sleep(0.1)
-
-
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its children (uvicorn's worker processes), in seconds."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -300,16 +255,6 @@ def _cpu_seconds(pid: int) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
     return total
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # --- the raw database floor --------------------------------------------------------------------------------------
@@ -331,7 +276,8 @@ def _raw_insert_floor(settings, *, concurrency: int, duration: float) -> dict[st
     values = {
         "category_id": category_id, "type": "pengaduan", "status": "baru", "source": "api",
         "description": DESCRIPTIONS[0], "address": "Jl. Uji", "lat": -3.1, "lon": 103.0, "public_lat": -3.1,
-        "public_lon": 103.0, "desa_code": "16.05.09.2001", "kecamatan_code": "16.05.09", "locate_method": "boundary",
+        "public_lon": 103.0, "desa_code": "16.05.09.2001", "kecamatan_code": "16.05.09", "asset_id": None,
+        "locate_method": "boundary",
         "attributes": None, "agency_id": agency_id, "assignee_id": None, "duplicate_of_id": None,
         "reporter_name": "Warga Uji", "reporter_email": "warga@example.id", "reporter_phone": "0812",
         "reporter_locale": "id", "reporter_pin_hash": "0" * 64, "client_key": "f" * 40, "anonymous": False,
@@ -413,7 +359,7 @@ def measure(backend: str, count: int, *, workers: int, duration: float, warmup: 
         with make_sessionmaker(engine)() as session:
             submissions = Submissions(session, settings, np.random.default_rng(SEED + workers))
         load_before = os.getloadavg()[0]
-        process, port = _start_server(settings, workers=workers, log=tmp / f"serve-{backend}-{workers}.log")
+        process, port = start_server(settings, workers=workers, log=tmp / f"serve-{backend}-{workers}.log")
         try:
             Load(port, submissions.request, concurrency=CONCURRENCY, duration=warmup, check=_check_created).run()
             cpu_before = _cpu_seconds(process.pid)
@@ -429,7 +375,7 @@ def measure(backend: str, count: int, *, workers: int, duration: float, warmup: 
                 port, lambda: HEALTHZ, concurrency=CONCURRENCY, duration=min(duration, 5.0), check=_check_ok
             ).run()
         finally:
-            _stop(process)
+            stop(process)
         added = trim_to_seed(engine, count)
         floor = _raw_insert_floor(settings, concurrency=CONCURRENCY, duration=min(duration, 10.0))
         print(f"{backend}: raw insert floor {floor}", file=sys.stderr, flush=True)

@@ -15,9 +15,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +23,7 @@ import time
 from pathlib import Path
 
 from bench.common import write_result
+from bench.server import free_port, kotacerdas_command, stop
 
 READY_TARGET_S = 2.0
 RSS_TARGET_MIB = 200.0
@@ -86,17 +84,6 @@ PHASE_NAMES = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _kotacerdas_command() -> list[str]:
-    script = shutil.which("kotacerdas", path=str(Path(sys.executable).parent)) or shutil.which("kotacerdas")
-    return [script] if script else [sys.executable, "-c", "from kotacerdas.cli import main; main()"]
-
-
 def _get(port: int, path: str, timeout: float = 2.0) -> int:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -143,16 +130,6 @@ def _tree_rss_mib(pid: int) -> float:
     return round(sum(_rss_kib(p) for p in [pid, *_descendants(pid)]) / 1024, 1)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def _measure_server(command: list[str], *, env: dict[str, str], port: int, ready_path: str, log: Path) -> dict:
     """Start `command`, poll `ready_path` every 10 ms until 200, warm up, read the idle RSS, stop it."""
     with log.open("wb") as log_handle:
@@ -179,7 +156,7 @@ def _measure_server(command: list[str], *, env: dict[str, str], port: int, ready
             time.sleep(0.5)
             rss = _tree_rss_mib(process.pid)
         finally:
-            _stop(process)
+            stop(process, timeout=10)
     return {"ready_s": ready_s, "rss_mib": rss}
 
 
@@ -209,7 +186,7 @@ def run(quick: bool) -> bool:
         tmp_path = Path(tmp)
         env = {key: value for key, value in os.environ.items() if not key.startswith("KOTACERDAS_")}
         env.update(KOTACERDAS_DATA_DIR=str(tmp_path / "data"), PYTHONDONTWRITEBYTECODE="1")
-        kotacerdas = _kotacerdas_command()
+        kotacerdas = kotacerdas_command()
 
         print("seeding the demo (not timed)…", file=sys.stderr)
         seeded = subprocess.run(
@@ -225,7 +202,7 @@ def run(quick: bool) -> bool:
         for index in range(runs):
             floor.append(_import_floor(env))
             phases.append(_phases(env))
-            port = _free_port()
+            port = free_port()
             samples["bare_uvicorn"].append(
                 _measure_server(
                     [sys.executable, "-m", "uvicorn", "bare_asgi:app", "--app-dir", tmp, "--port", str(port)]
@@ -237,7 +214,7 @@ def run(quick: bool) -> bool:
                 )
             )
             for name, extra in (("serve", []), ("serve_no_migrate", ["--no-migrate"])):
-                port = _free_port()
+                port = free_port()
                 samples[name].append(
                     _measure_server(
                         [*kotacerdas, "serve", "--port", str(port), *extra],

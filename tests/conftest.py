@@ -127,7 +127,11 @@ def settings(backend: str, _databases: _Databases, tmp_path: Path) -> Iterator[S
     """Settings for one test, on a fresh, migrated database of the backend under test."""
     url = _databases.sqlite_url() if backend == "sqlite" else _databases.postgres()
     yield Settings(
-        data_dir=tmp_path / "data", database_url=url, secret_key="test-secret-" + "x" * 32, worker_in_app=False
+        data_dir=tmp_path / "data",
+        database_url=url,
+        secret_key="test-secret-" + "x" * 32,
+        worker_in_app=False,
+        map_index_preload=False,
     )
     if backend == "postgres":
         _databases.reset_postgres()

@@ -41,7 +41,9 @@ def settings_table() -> str:
     """The Markdown table of every setting: variable, default, allowed values and meaning, from the Settings model."""
     rows = ["| Variable | Default | Allowed | Meaning |", "|---|---|---|---|"]
     for name, field in Settings.model_fields.items():
-        default = field.default
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, list | tuple):
+            default = ",".join(str(item) for item in default)
         if isinstance(default, Path):
             default = default.as_posix()
         shown = f"`{default}`" if default not in ("", None) else "(empty)"

@@ -144,6 +144,11 @@ def create_app(settings: Settings) -> FastAPI:
     from kotacerdas.accounts import pages as accounts_pages
     from kotacerdas.agencies import api as agencies_api
     from kotacerdas.agencies import pages as agencies_pages
+    from kotacerdas.assets import api as assets_api
+    from kotacerdas.assets import console as assets_console
+    from kotacerdas.assets import pages as assets_pages
+    from kotacerdas.assets import public as assets_public
+    from kotacerdas.assets import transfer_web as assets_transfer
     from kotacerdas.dashboards import pages as dashboards_pages
     from kotacerdas.notifications import api as notifications_api
     from kotacerdas.notifications import pages as notifications_pages
@@ -164,6 +169,13 @@ def create_app(settings: Settings) -> FastAPI:
             from kotacerdas.worker import start_worker_thread
 
             worker = start_worker_thread(settings, session_factory=app.state.sessionmaker)
+        if settings.map_index_preload:
+            from kotacerdas.reports.mapindex import preload_in_background
+
+            preload_in_background(settings, session_factory=app.state.sessionmaker)
+            from kotacerdas.assets.mapindex import preload_in_background as preload_asset_map
+
+            preload_asset_map(settings, session_factory=app.state.sessionmaker)
         try:
             yield
         finally:
@@ -229,6 +241,12 @@ def create_app(settings: Settings) -> FastAPI:
         notifications_pages.router,
         reports_pages.router,
         reports_console.router,
+        # Before assets_api: its /api/v1/assets/{asset_id} would take /api/v1/assets/export.csv.
+        assets_transfer.router,
+        assets_public.router,  # also before assets_api: /api/v1/assets/map and /indicators are fixed paths
+        assets_api.router,
+        assets_pages.router,
+        assets_console.router,
     ):
         app.include_router(router)
     return app

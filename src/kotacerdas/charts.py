@@ -562,3 +562,132 @@ def donut_chart(
         parts.append(_key(legend_x, y + 3, colours[index % len(colours)], _truncate(text, max_chars), gap=18))
     parts.append("</g>")
     return _close(parts)
+
+
+def stacked_bar_chart(
+    rows: Mapping[str, Sequence[Number | None]] | Iterable[tuple[str, Sequence[Number | None]]],
+    *,
+    series: Sequence[str],
+    title: str,
+    description: str | None = None,
+    width: int = 640,
+    height: int | None = None,
+    colours: Sequence[str] | None = None,
+    unit: str = "",
+    value_format: Callable[[float], str] | None = None,
+    percent: bool = False,
+    empty_text: str | None = None,
+    chart_id: str | None = None,
+    show_title: bool = False,
+) -> str:
+    """Horizontal bars, one per row, each split into the parts named by `series` (a legend above the bars).
+
+    `rows` are (label, values in the order of `series`); negative, missing and non-finite values count as zero.
+    Each bar ends with its total. With `percent`, every bar is as wide as the plot and its parts are shares of the
+    row's total (a row whose total is zero stays empty). `height` defaults to what the rows need.
+    """
+    named = list(rows.items() if isinstance(rows, Mapping) else rows)
+    names = [str(name) for name in series]
+    cleaned: list[tuple[str, list[float]]] = []
+    for label, values in named:
+        row = []
+        for index in range(len(names)):
+            value = values[index] if index < len(values) else None
+            number = float(value) if value is not None else 0.0
+            row.append(number if math.isfinite(number) and number > 0 else 0.0)
+        cleaned.append((str(label), row))
+    fmt = value_format or format_number
+    chart_id = chart_id or _chart_id("stacked", title, (names, cleaned, percent))
+    colours = tuple(colours or DEFAULT_PALETTE)
+    suffix = f" {unit}" if unit else ""
+    top = 28 if show_title else 8
+    # The legend wraps onto as many lines as the width needs.
+    legend: list[tuple[float, float, int]] = []
+    x, y = 8.0, float(top)
+    for index, name in enumerate(names):
+        entry_w = 16 + _text_width(name) + 16
+        if x > 8 and x + entry_w > width - 8:
+            x, y = 8.0, y + 20
+        legend.append((x, y, index))
+        x += entry_w
+    legend_h = (y - top) + 20 + 8 if names else 0
+    if height is None:
+        height = int(top + legend_h + 28 * max(1, len(cleaned)) + 28)
+    totals = [sum(row) for _label, row in cleaned]
+    if not cleaned or not names or not any(totals):
+        return _empty_svg("stacked", chart_id, width, height, title, empty_text, show_title)
+
+    def share(value: float, total: float) -> str:
+        return format_decimal(round(100 * value / total, 1), format="0.#", locale=get_locale()) + "%"
+
+    if description is None:
+        description = " | ".join(
+            f"{label}: "
+            + "; ".join(
+                f"{name} {fmt(value)}{suffix}" + (f" ({share(value, total)})" if percent and total else "")
+                for name, value in zip(names, row, strict=True)
+            )
+            for (label, row), total in zip(cleaned, totals, strict=True)
+        )
+    parts = _open("stacked", chart_id, width, height, title, description, show_title)
+    parts.append('<g class="legend">')
+    for key_x, key_y, index in legend:
+        parts.append(_key(key_x, key_y, colours[index % len(colours)], names[index], gap=16))
+    parts.append("</g>")
+    top += legend_h
+    ticks = [0.0, 25.0, 50.0, 75.0, 100.0] if percent else nice_ticks(0.0, max(totals), max_ticks=6)
+    high = ticks[-1]
+    tick_texts = [format_number(tick) + "%" if percent else fmt(tick) for tick in ticks]
+    total_texts = [fmt(total) + suffix for total in totals]
+    label_w = min(width * 0.35, max(_text_width(label) for label, _row in cleaned))
+    max_chars = max(1, int(label_w / (FONT_SIZE * CHAR_WIDTH)))
+    left = 8 + label_w + 8
+    right = 8 + (max(_text_width(text) for text in total_texts) + 6 if not percent else _text_width(tick_texts[-1]) / 2)
+    bottom = 24
+    plot_w, plot_h = width - left - right, height - top - bottom
+    scale = plot_w / high
+
+    parts.append('<g class="axis">')
+    for tick, text in zip(ticks, tick_texts, strict=True):
+        tick_x = left + tick * scale
+        colour = AXIS_COLOUR if tick == 0 else GRID_COLOUR
+        parts.append(
+            f'<line x1="{_n(tick_x)}" y1="{_n(top)}" x2="{_n(tick_x)}" y2="{_n(top + plot_h)}" stroke="{colour}"/>'
+        )
+        parts.append(
+            f'<text x="{_n(tick_x)}" y="{_n(top + plot_h + 16)}" text-anchor="middle" '
+            f'fill="{MUTED_COLOUR}">{_esc(text)}</text>'
+        )
+    parts.append("</g>")
+    slot = plot_h / len(cleaned)
+    bar_h = max(1.0, min(slot * 0.7, 22.0))
+    parts.append('<g class="bars">')
+    for index, ((label, row), total, total_text) in enumerate(zip(cleaned, totals, total_texts, strict=True)):
+        bar_y = top + slot * index + (slot - bar_h) / 2
+        middle = bar_y + bar_h / 2
+        parts.append(f'<g class="bar" data-total="{_esc(repr(total))}">')
+        parts.append(
+            f'<text class="label" x="{_n(8 + label_w)}" y="{_n(middle)}" text-anchor="end" '
+            f'dominant-baseline="middle" fill="{TEXT_COLOUR}">{_esc(_truncate(label, max_chars))}</text>'
+        )
+        start = 0.0
+        for part_index, (name, value) in enumerate(zip(names, row, strict=True)):
+            if value <= 0:
+                continue
+            amount = 100 * value / total if percent else value
+            colour = colours[part_index % len(colours)]
+            text = fmt(value) + suffix + (f" ({share(value, total)})" if percent else "")
+            parts.append(
+                f'<rect x="{_n(left + start * scale)}" y="{_n(bar_y)}" width="{_n(amount * scale)}" '
+                f'height="{_n(bar_h)}" fill="{_esc(colour)}" data-value="{_esc(repr(value))}">'
+                f"<title>{_esc(label)}, {_esc(name)}: {_esc(text)}</title></rect>"
+            )
+            start += amount
+        if not percent:
+            parts.append(
+                f'<text class="value" x="{_n(left + total * scale + 4)}" y="{_n(middle)}" text-anchor="start" '
+                f'dominant-baseline="middle" fill="{TEXT_COLOUR}">{_esc(total_text)}</text>'
+            )
+        parts.append("</g>")
+    parts.append("</g>")
+    return _close(parts)

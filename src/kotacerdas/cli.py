@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import csv
 import gc
 import getpass
 import os
@@ -34,7 +35,9 @@ user_app = typer.Typer(help="Pengguna / users.", no_args_is_help=True)
 wilayah_app = typer.Typer(help="Wilayah (kecamatan, desa/kelurahan) / regions.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
+aset_app = typer.Typer(help="Aset (jalan, jembatan, fasilitas) / assets: import and export.", no_args_is_help=True)
 app.add_typer(wilayah_app, name="wilayah")
+app.add_typer(aset_app, name="aset")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -179,6 +182,7 @@ def db_seed() -> None:
     """Store the reference data: the built-in regions, the default OPD list and report categories (no accounts)."""
     from kotacerdas.accounts import service as accounts
     from kotacerdas.agencies import service as agencies
+    from kotacerdas.assets import types as asset_types
     from kotacerdas.regions import service as regions
     from kotacerdas.reports import service as reports
 
@@ -189,7 +193,11 @@ def db_seed() -> None:
         actor = accounts.Actor.system("cli")
         agency_count = agencies.seed_default_agencies(session, settings=settings, actor=actor)
         category_count = reports.seed_default_categories(session, actor=actor)
-    console.print(f"Wilayah / regions: {region_count}; OPD: {agency_count}; kategori aduan: {category_count}")
+        type_count = asset_types.seed_default_types(session, actor=actor)
+    console.print(
+        f"Wilayah / regions: {region_count}; OPD: {agency_count}; kategori aduan: {category_count}; "
+        f"jenis aset: {type_count}"
+    )
 
 
 def serve_app(settings: Settings, *, host: str, port: int, workers: int) -> None:
@@ -342,6 +350,135 @@ def wilayah_import(
         f"Wilayah {verb}: {result.created} baru/new, {result.updated} diperbarui/updated, "
         f"{result.total} fitur/features."
     )
+
+
+# How many bad rows `aset import` prints; every one goes to the errors file.
+SHOWN_IMPORT_ERRORS = 50
+
+
+@aset_app.command("import")
+def aset_import(
+    file: Annotated[Path, typer.Argument(help="CSV (UTF-8, comma-separated) or GeoJSON FeatureCollection.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the file and store nothing.")] = False,
+    partial: Annotated[bool, typer.Option("--partial", help="Store the good rows even when some are bad.")] = False,
+    type_code: Annotated[
+        str | None, typer.Option("--type", help="Asset type code for rows without one (e.g. jalan).")
+    ] = None,
+    opd: Annotated[str | None, typer.Option("--opd", help="Short name of the owner OPD for rows without one.")] = None,
+    errors: Annotated[
+        Path | None, typer.Option("--errors", help="Where to write the bad rows (default: FILE.errors.csv).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=0, max=16, help="Processes that check rows; 0: one per core for large files.")
+    ] = 0,
+) -> None:
+    """Import assets; a row whose id.<system> number is stored updates that asset. Any bad row: nothing is stored
+    (exit code 1), the first 50 are printed and all of them written to a CSV file."""
+    from kotacerdas.accounts import service as accounts
+    from kotacerdas.assets import transfer
+
+    settings = settings_or_fail()
+    if not file.is_file():
+        fail(f"{file}: file not found")
+    errors_path = errors or file.with_name(file.name + ".errors.csv")
+    upgrade(settings)
+    total = None
+    with file.open("rb") as handle:
+        try:
+            file_format = transfer.detect_format(file.name, handle.read(2048))
+        except DomainError as exc:
+            fail(exc.detail)
+        if file_format == "csv":
+            handle.seek(0)
+            total = max(sum(piece.count(b"\n") for piece in iter(lambda: handle.read(1 << 20), b"")) - 1, 0)
+    # A GeoJSON feature is some hundreds of bytes.
+    workers = workers or transfer.auto_workers(total if total is not None else file.stat().st_size // 300)
+    shown: list = []
+    error_file = None
+    writer = None
+
+    def on_error(error: transfer.RowError) -> None:
+        nonlocal error_file, writer
+        if writer is None:  # the errors file is made only when there is a bad row
+            error_file = errors_path.open("w", encoding="utf-8", newline="")
+            writer = csv.writer(error_file)
+            writer.writerow(["place", "number", "field", "reason", "message"])
+        writer.writerow([error.place_kind, error.place, error.field, error.reason, error.message])
+        if len(shown) < SHOWN_IMPORT_ERRORS:
+            shown.append(error)
+
+    try:
+        with transaction(settings) as session, progress_bar() as progress, file.open("rb") as source:
+            session.connection(execution_options={"kotacerdas_write": not dry_run})
+            task = progress.add_task("Memeriksa / checking" if dry_run else "Mengimpor / importing", total=total)
+            result = transfer.import_assets(
+                session, settings=settings, actor=accounts.Actor.system("cli"), by=None, source=source,
+                filename=file.name, dry_run=dry_run, partial=partial, default_type=type_code, default_agency=opd,
+                progress=lambda done: progress.update(task, completed=done, total=max(total or 0, done)),
+                on_error=on_error, workers=workers,
+            )  # fmt: skip
+    finally:
+        if error_file is not None:
+            error_file.close()
+    for error in shown:
+        err_console.print(
+            f"  {error.place_kind} {error.place}: {error.field}: {error.message}", highlight=False, soft_wrap=True
+        )
+    if result.error_count > len(shown):
+        err_console.print(f"  … {result.error_count - len(shown)} more", highlight=False)
+    if result.error_count:
+        err_console.print(f"Baris bermasalah / bad rows: {errors_path}", highlight=False)
+    else:
+        errors_path.unlink(missing_ok=True)  # a report of an earlier run would mislead
+    verb = "akan / would be" if dry_run else "tersimpan / stored" if result.stored else "tidak disimpan / not stored"
+    console.print(
+        f"Aset {verb}: {result.inserted} baru/new, {result.updated} diperbarui/updated, "
+        f"{result.inspections} inspeksi/inspections; {result.rows} baris/rows, {result.bad_rows} bermasalah/bad."
+    )
+    if result.bad_rows and not partial:
+        raise typer.Exit(1)
+
+
+@aset_app.command("export")
+def aset_export(
+    output: Annotated[Path, typer.Option("-o", "--output", help="The file to write.")],
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="geojson, csv or xlsx (default: from the file name).")
+    ] = None,
+    type_codes: Annotated[list[str] | None, typer.Option("--type", help="Asset type code (repeatable).")] = None,
+    conditions: Annotated[
+        list[str] | None, typer.Option("--condition", help="Condition, or 'unknown' (repeatable).")
+    ] = None,
+    kecamatan: Annotated[str | None, typer.Option(help="Kecamatan code, e.g. 16.05.09.")] = None,
+    desa: Annotated[str | None, typer.Option(help="Desa/kelurahan code.")] = None,
+    opd: Annotated[str | None, typer.Option("--opd", help="Owner OPD's short name.")] = None,
+    q: Annotated[str | None, typer.Option("--q", help="Text in the name, or an external id.")] = None,
+    archived: Annotated[bool, typer.Option("--archived", help="Archived assets instead of active ones.")] = False,
+) -> None:
+    """Export assets (filtered) to GeoJSON, CSV or XLSX; the CSV and XLSX have the columns the import reads."""
+    from kotacerdas.agencies import service as agencies
+    from kotacerdas.assets import service as assets
+    from kotacerdas.assets import transfer
+
+    chosen = (file_format or output.suffix.lstrip(".")).lower()
+    if chosen not in ("geojson", "csv", "xlsx"):
+        fail("--format: geojson, csv or xlsx")
+    settings = settings_or_fail()
+    upgrade(settings)
+    with transaction(settings) as session:
+        agency_id = agencies.get_agency_by_short_name(session, short_name=opd).id if opd else None
+        filters = assets.AssetFilters(
+            type_codes=type_codes or None, conditions=conditions or None, kecamatan_code=kecamatan, desa_code=desa,
+            agency_id=agency_id, q=q, active=not archived,
+        )  # fmt: skip
+        export = transfer.Export(session, filters=filters)
+        if chosen == "xlsx":
+            export.write_xlsx(output)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as target:
+                for piece in export.iter_csv() if chosen == "csv" else export.iter_geojson():
+                    target.write(piece)
+    console.print(f"Aset diekspor / assets exported: {export.written} → {output}")
 
 
 def find_demo_boundaries() -> Path | None:

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
         "worker` runs apart.",
     )
     worker_interval_seconds: int = Field(5, ge=1, le=3600, description="How often the worker looks for due work.")
+    map_index_preload: bool = Field(
+        True,
+        description="Load the in-memory index of the public report map in the background when the app starts, so "
+        "the first map request does not wait for it (seconds with a million reports).",
+    )
     local_days_off: CommaDates = Field(
         default_factory=list,
         description="Local days off (cuti bersama) that SLA deadlines skip, comma-separated ISO dates, e.g. "

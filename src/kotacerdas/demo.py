@@ -1,4 +1,5 @@
-"""The Musi Rawas demo: regions, boundaries, OPDs, one account per role and citizen reports in every state.
+"""The Musi Rawas demo: regions, boundaries, OPDs, one account per role, citizen reports in every state and an
+infrastructure registry (assets/demo.py), some of the reports linked to the assets they are about.
 
 Running it twice changes nothing.
 """
@@ -11,15 +12,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kotacerdas.accounts import service as accounts
 from kotacerdas.agencies import service as agencies
+from kotacerdas.assets import types as asset_types
 from kotacerdas.config import Settings
 from kotacerdas.db import utcnow
 from kotacerdas.regions import service as regions
 from kotacerdas.reports import service as reports
 from kotacerdas.reports.enums import ReportSource, ReportType
+from kotacerdas.reports.models import Report, ReportCategory
 
 # Published on purpose: the demo is for trying the portal out; `kotacerdas demo` refuses to run in production.
 DEMO_PASSWORD = "musirawas-demo"
@@ -39,7 +43,10 @@ class DemoSummary:
     agencies: int = 0
     users_created: int = 0
     categories: int = 0
+    asset_types: int = 0
     reports: int = 0
+    assets: int = 0
+    linked_reports: int = 0
     other_users: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -49,7 +56,9 @@ class DemoSummary:
             f"OPD: {self.agencies}",
             f"Akun demo baru / demo accounts created: {self.users_created}",
             f"Kategori aduan / report categories: {self.categories}",
+            f"Jenis aset / asset types: {self.asset_types}",
             f"Aduan warga contoh / sample citizen reports: {self.reports}",
+            f"Aset contoh / sample assets: {self.assets} ({self.linked_reports} aduan terkait / reports linked)",
         ]
 
 
@@ -91,7 +100,18 @@ def seed_demo(
         )
         summary.users_created += 1
     summary.categories = reports.seed_default_categories(session, actor=actor)
+    summary.asset_types = asset_types.seed_default_types(session, actor=actor)
     summary.reports = seed_demo_reports(session, settings=settings)
+    # shapely and numpy load here, not when the CLI starts.
+    from kotacerdas.assets.demo import seed_demo_assets
+
+    if progress:
+        progress("Aset contoh", 0, 1)
+    summary.assets = seed_demo_assets(session, settings=settings)
+    if summary.assets:
+        summary.linked_reports = link_demo_reports(session)
+    if progress:
+        progress("Aset contoh", 1, 1)
     return summary
 
 
@@ -112,6 +132,48 @@ DEMO_REPORTS = (
 )
 DEMO_REPORT_COUNT = 48
 PHOTO_CATEGORIES = {"jalan-rusak", "jembatan-rusak"}
+
+
+# The asset types a demo report of each category may be about, and how near (metres) the asset must be.
+REPORT_ASSET_TYPES = {
+    "jalan-rusak": ("jalan",),
+    "jembatan-rusak": ("jembatan",),
+    "drainase-tersumbat": ("drainase",),
+    "pju-mati": ("pju",),
+    "sampah-menumpuk": ("pasar",),
+    "air-bersih": ("air-bersih",),
+    "fasilitas-kesehatan": ("pustu", "puskesmas"),
+    "fasilitas-pendidikan": ("sekolah",),
+}
+LINK_RADIUS_M = 1500
+
+
+def link_demo_reports(session: Session) -> int:
+    """Link each unlinked report about a road, bridge, street light or facility to the nearest demo asset of that
+    kind within LINK_RADIUS_M, as the demo admin (through the reports service, audited); returns how many."""
+    from kotacerdas.assets.demo import nearest_demo_assets
+
+    admin = accounts.get_user_by_username(session, username="admin")
+    if admin is None:
+        return 0
+    session.flush()
+    rows = session.execute(
+        sa.select(Report.id, Report.lat, Report.lon, ReportCategory.code)
+        .join(ReportCategory, ReportCategory.id == Report.category_id)
+        .where(Report.asset_id.is_(None), ReportCategory.code.in_(list(REPORT_ASSET_TYPES)))
+        .order_by(Report.id)
+    ).all()
+    found = nearest_demo_assets(
+        session, points=[(row.lat, row.lon, REPORT_ASSET_TYPES[row.code]) for row in rows], radius_m=LINK_RADIUS_M
+    )
+    linked = 0
+    for row, asset_id in zip(rows, found, strict=True):
+        if asset_id is not None:
+            reports.link_report_asset(
+                session, report_id=row.id, asset_id=asset_id, by=admin, actor=accounts.Actor.of(admin)
+            )
+            linked += 1
+    return linked
 
 
 def _demo_photo(rng: random.Random) -> bytes:

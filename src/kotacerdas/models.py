@@ -2,6 +2,14 @@
 
 from kotacerdas.accounts.models import ApiToken, AuditEntry, LoginAttempt, User, UserSession
 from kotacerdas.agencies.models import Agency
+from kotacerdas.assets.models import (
+    Asset,
+    AssetConditionProposal,
+    AssetExternalId,
+    AssetInspection,
+    AssetPhoto,
+    AssetType,
+)
 from kotacerdas.db import Base
 from kotacerdas.notifications.models import OutboxMessage, WebhookEndpoint
 from kotacerdas.regions.models import Region
@@ -17,6 +25,12 @@ from kotacerdas.reports.models import (
 __all__ = [
     "Agency",
     "ApiToken",
+    "Asset",
+    "AssetConditionProposal",
+    "AssetExternalId",
+    "AssetInspection",
+    "AssetPhoto",
+    "AssetType",
     "AuditEntry",
     "Base",
     "LoginAttempt",

@@ -514,13 +514,17 @@ def test_public_rows_follow_the_same_rules_as_public_report(session, settings, m
     session.commit()
 
     for locale in ("id", "en"):
-        rows = {row.tracking_code: row for row in service.public_rows(session, locale=locale)}
+        rows = {row.tracking_code: row for row in service.public_rows(session, settings=settings, locale=locale)}
         for report in reports:
             full = service.public_report(session, settings=settings, report=report, locale=locale)
             row = rows[report.tracking_code]
             for field in ("category_code", "category_name", "status", "description", "address", "lat", "lon",
-                          "location_approximate", "agency", "created_at", "updated_at", "expected_at"):  # fmt: skip
+                          "location_approximate", "agency"):  # fmt: skip
                 assert getattr(row, field) == getattr(full, field), field
+            for field in ("created_at", "updated_at", "expected_at"):  # W3C text in the regency's zone
+                value = getattr(full, field)
+                expected = value.astimezone(settings.zone).isoformat(timespec="seconds") if value else None
+                assert getattr(row, field) == expected, field
 
 
 # --- errors -------------------------------------------------------------------------------------------------------

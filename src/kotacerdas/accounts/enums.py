@@ -37,6 +37,9 @@ class Permission(LabelledEnum):
     REPORTS_CONTACT = ("reports.contact", "Melihat kontak pelapor", "See reporters' contact details")
     REPORTS_CATEGORIES = ("reports.categories", "Mengelola kategori aduan", "Manage report categories")
     REPORTS_FIGURES = ("reports.figures", "Melihat kinerja penanganan aduan", "See report handling figures")
+    ASSETS_EDIT = ("assets.edit", "Mengelola aset OPD sendiri", "Manage own agency's assets")
+    ASSETS_IMPORT = ("assets.import", "Mengimpor data aset", "Import asset data")
+    ASSETS_TYPES = ("assets.types", "Mengelola jenis aset", "Manage asset types")
     NOTIFICATIONS_MANAGE = (
         "notifications.manage",
         "Mengelola kotak keluar dan webhook",
@@ -58,9 +61,13 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.REPORTS_HANDLE,
             Permission.REPORTS_CONTACT,
             Permission.REPORTS_FIGURES,
+            Permission.ASSETS_EDIT,
+            Permission.ASSETS_IMPORT,
         }
     ),
-    Role.OPD_STAFF: frozenset({Permission.CONSOLE, Permission.TOKENS_OWN, Permission.REPORTS_HANDLE}),
+    Role.OPD_STAFF: frozenset(
+        {Permission.CONSOLE, Permission.TOKENS_OWN, Permission.REPORTS_HANDLE, Permission.ASSETS_EDIT}
+    ),
     Role.PIMPINAN: frozenset({Permission.CONSOLE, Permission.AUDIT_READ, Permission.REPORTS_FIGURES}),
 }
 

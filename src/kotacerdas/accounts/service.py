@@ -24,7 +24,7 @@ from kotacerdas.accounts.security import (
     verify_password,
 )
 from kotacerdas.config import Settings
-from kotacerdas.db import utcnow
+from kotacerdas.db import insert_row, utcnow
 from kotacerdas.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied, RateLimited
 from kotacerdas.i18n import _
 from kotacerdas.pagination import Paged, PageRequest, paginate
@@ -137,13 +137,21 @@ def record_change(
     entity_id: str | int | None,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
+    flush: bool = True,
 ) -> AuditEntry:
-    """Write one audit entry in the caller's transaction, so it commits or rolls back with the change."""
+    """Write one audit entry in the caller's transaction, so it commits or rolls back with the change.
+
+    The entry is a plain INSERT (`db.insert_row`); the caller's pending changes are flushed first unless
+    `flush=False` (a hot path that has none saves the unit of work's round)."""
     if before is not None and after is not None:
         changed = {key for key in after if before.get(key) != after.get(key)}
         before = {key: before.get(key) for key in changed}
         after = {key: after[key] for key in changed}
-    entry = AuditEntry(
+    if flush:
+        session.flush()
+    return insert_row(
+        session,
+        AuditEntry,
         actor_id=actor.user_id,
         actor_label=actor.label,
         action=action,
@@ -153,9 +161,6 @@ def record_change(
         after=after,
         ip=actor.ip,
     )
-    session.add(entry)
-    session.flush()
-    return entry
 
 
 def list_audit(

@@ -114,6 +114,11 @@ def list_agency_choices(session: Session, *, active_only: bool = False) -> list[
     return list(session.scalars(statement))
 
 
+def agency_names(session: Session) -> dict[int, str]:
+    """Every OPD's name by id (a plain query: lists that name the OPD of each row call it once)."""
+    return dict(session.connection().execute(sa.select(Agency.id, Agency.name)).all())
+
+
 def _find_short_name(session: Session, short_name: str) -> Agency | None:
     short_name = search_text(short_name) or ""
     # SQLite's lower() folds ASCII letters only: the exact match catches the rest.

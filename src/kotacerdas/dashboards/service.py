@@ -122,6 +122,27 @@ def _reports_menu(user: User) -> list[MenuItem]:
     return [item for allowed, item in entries if allowed]
 
 
+def _assets_menu(user: User) -> list[MenuItem]:
+    """The assets-registry entries of the console menu: the registry for the OPDs that keep it, the types for
+    admins."""
+    entries = [
+        (
+            accounts.user_can(user, Permission.ASSETS_EDIT),
+            MenuItem("aset", _("Assets"), _("Infrastructure and facilities with their condition."), "/konsol/aset"),
+        ),
+        (
+            accounts.user_can(user, Permission.ASSETS_TYPES),
+            MenuItem(
+                "jenis-aset",
+                _("Asset types"),
+                _("What the registry holds, and the attributes of each type."),
+                "/konsol/jenis-aset",
+            ),
+        ),
+    ]
+    return [item for allowed, item in entries if allowed]
+
+
 def console_menu(user: User | None) -> list[MenuItem]:
     """The console menu for `user`: what their role may open, then the capabilities still to come."""
     if user is None:
@@ -152,9 +173,9 @@ def console_menu(user: User | None) -> list[MenuItem]:
             MenuItem("audit", _("Audit log"), _("Who changed what, and when."), "/konsol/audit"),
         ),
     ]
-    items = _reports_menu(user) + [item for permission, item in available if accounts.user_can(user, permission)]
+    items = _reports_menu(user) + _assets_menu(user)
+    items += [item for permission, item in available if accounts.user_can(user, permission)]
     items += [
-        MenuItem("aset", _("Assets"), _("Infrastructure and facilities with their condition."), None),
         MenuItem("peristiwa", _("Events"), _("Incidents, warnings and public activities."), None),
         MenuItem("sensor", _("Sensors"), _("Devices and their live readings."), None),
         MenuItem("rencana", _("Master plan"), _("Smart city master plan programmes and monitoring."), None),

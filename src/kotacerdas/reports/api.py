@@ -271,10 +271,8 @@ def _decode_photos(items: list[str]) -> list[bytes]:
     return decoded
 
 
-def _public(session: Session, settings: Settings, report: Report, *, with_timeline: bool = True) -> PublicReport:
-    return service.public_report(
-        session, settings=settings, report=report, locale=get_locale(), with_timeline=with_timeline
-    )
+def _public(session: Session, settings: Settings, report: Report) -> PublicReport:
+    return service.public_report(session, settings=settings, report=report, locale=get_locale(), with_timeline=True)
 
 
 def _staff_view(session: Session, *, user: User, report: Report, detail: bool = True) -> StaffReport:
@@ -385,6 +383,7 @@ def submit_report(
         confidential=body.confidential,
         attributes=body.attributes,
         photos=_decode_photos(body.photos),
+        asset_id=body.asset_id,
         source=ReportSource.API,
         ip=client_ip(request),
         honeypot=body.website,
@@ -399,7 +398,9 @@ def submit_report(
         pin=submitted.pin,
         url=f"{settings.public_base_url}/lapor/{code}",
         # A new report's timeline is only "received": left out, to keep the busiest endpoint lean.
-        report=_public(session, settings, submitted.report, with_timeline=False),
+        report=service.public_report(
+            session, settings=settings, report=submitted.report, locale=locale, preloaded=submitted.preloaded
+        ),
     )
 
 

@@ -313,6 +313,8 @@ def _done_notices() -> dict[str, str]:
         "note": _("The note is added to the timeline."),
         "response": _("The response is published on the timeline."),
         "hide": _("The report is hidden from the public."),
+        "asset": _("The report's asset is saved."),
+        "proposal": _("The new condition is proposed to the asset's owner OPD."),
         "unhide": _("The report is shown to the public again."),
     }
 
@@ -504,9 +506,17 @@ def _render_detail(
             "notice": _done_notices().get(request.query_params.get("done", ""), ""),
             "is_public": service.is_public(report),
             "max_photos": MAX_PHOTOS,
+            "asset_panel": _asset_panel(session, report=report, user=user),
         },
         error=error,
     )
+
+
+def _asset_panel(session: Session, *, report: Report, user: User) -> Any:
+    # Imported on use: the assets domain builds on this one (its service imports the reports service).
+    from kotacerdas.assets import service as assets
+
+    return assets.report_asset_panel(session, report=report, by=user)
 
 
 @router.get("/konsol/aduan/{report_id}", response_class=HTMLResponse)
@@ -776,6 +786,57 @@ def hide(
             actor=actor_of(request, user),
         ),
         done="hide" if hide_it else "unhide",
+    )  # fmt: skip
+
+
+@router.post("/konsol/aduan/{report_id}/aset", response_class=HTMLResponse)
+def link_asset(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: ReportsStaff,
+    report_id: IdPath,
+    asset_id: ShortText = "",
+) -> Response:
+    """Link the report to an asset (by id), or unlink it (the empty choice)."""
+
+    def run(report: Report) -> None:
+        chosen = None
+        if asset_id.strip():
+            chosen = _id_or_none(asset_id)
+            if chosen is None:
+                raise InvalidInput(
+                    _("There is no active asset with that id."), errors=[{"field": "asset_id", "reason": "unknown"}]
+                )
+        service.link_report_asset(session, report_id=report.id, asset_id=chosen, by=user, actor=actor_of(request, user))
+
+    return _step(
+        request, session, settings, user=user, report_id=report_id, form="asset", values={"asset_id": asset_id},
+        run=run, done="asset",
+    )  # fmt: skip
+
+
+@router.post("/konsol/aduan/{report_id}/usulan-kondisi", response_class=HTMLResponse)
+def propose_asset_condition(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: ReportsStaff,
+    report_id: IdPath,
+    condition: ShortText = "",
+    note: LongText = "",
+) -> Response:
+    """Propose a new condition for the report's asset to its owner OPD (a resolved report only)."""
+    from kotacerdas.assets import service as assets
+
+    return _step(
+        request, session, settings, user=user, report_id=report_id, form="proposal",
+        values={"condition": condition, "note": note},
+        run=lambda report: assets.propose_condition(
+            session, settings=settings, actor=actor_of(request, user), by=user, report_id=report.id,
+            condition=condition or None, note=note or None,
+        ),
+        done="proposal",
     )  # fmt: skip
 
 

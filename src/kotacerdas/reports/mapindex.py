@@ -17,10 +17,12 @@ numpy is imported on first use (like the regions locator), so that the app start
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -35,6 +37,8 @@ from kotacerdas.errors import InvalidInput
 from kotacerdas.i18n import _
 from kotacerdas.reports.enums import OPEN_STATUSES, ReportStatus
 from kotacerdas.reports.models import Report, ReportCategory
+
+log = logging.getLogger("kotacerdas.reports.mapindex")
 
 # With at most this many reports in the viewport, each is returned as a point; with more, they are clustered.
 POINTS_MAX = 300
@@ -328,6 +332,24 @@ def load_index(session: Session, *, settings: Settings) -> dict[str, Any]:
     returns what `index_stats` returns."""
     _current_index(session, settings=settings)
     return index_stats(session)
+
+
+def preload_in_background(settings: Settings, *, session_factory: Callable[[], Session]) -> threading.Thread:
+    """Load the map index in a daemon thread, so that the app answers at once and the first map request finds the
+    index ready (or waits only for the rest of the load). A failure is logged; the first request tries again."""
+
+    def load() -> None:
+        try:
+            with session_factory() as session:
+                stats = load_index(session, settings=settings)
+            log.info("report map index loaded: %s public reports in %s s", stats["public_reports"],
+                     stats["load_seconds"])  # fmt: skip
+        except Exception:
+            log.warning("report map index could not be loaded at start-up", exc_info=True)
+
+    thread = threading.Thread(target=load, name="kotacerdas-map-index", daemon=True)
+    thread.start()
+    return thread
 
 
 def index_stats(session: Session) -> dict[str, Any]:

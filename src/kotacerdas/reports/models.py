@@ -67,6 +67,8 @@ class Report(Base):
     public_lon: Mapped[float] = mapped_column(sa.Float)
     desa_code: Mapped[str | None] = mapped_column(sa.String(20))
     kecamatan_code: Mapped[str | None] = mapped_column(sa.String(20), index=True)
+    # The asset (road, bridge, facility) the report is about, when the citizen or staff picked one.
+    asset_id: Mapped[int | None] = mapped_column(sa.ForeignKey("assets.id", ondelete="SET NULL"), index=True)
     locate_method: Mapped[str] = mapped_column(sa.String(20))
     attributes: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     agency_id: Mapped[int | None] = mapped_column(sa.ForeignKey("agencies.id", ondelete="RESTRICT"))

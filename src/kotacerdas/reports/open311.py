@@ -377,7 +377,7 @@ def get_service_definition(
 
 def _notices(session: Session, settings: Settings, categories: list[ReportCategory]) -> dict[str, str]:
     """Each category's service_notice: what happens next, with the deadlines of the workflow."""
-    agency_names = {agency.id: agency.name for agency in agencies.list_agency_choices(session)}
+    agency_names = agencies.agency_names(session)
     notices = {}
     for category in categories:
         notices[category.code] = _(
@@ -393,7 +393,7 @@ def _notices(session: Session, settings: Settings, categories: list[ReportCatego
     return notices
 
 
-def _request(row: service.PublicRow, notices: dict[str, str], settings: Settings, zone: tzinfo) -> dict[str, Any]:
+def _request(row: service.PublicRow, notices: dict[str, str], settings: Settings) -> dict[str, Any]:
     """One service request in the spec's fields, from the public row (never the reporter's details)."""
     return {
         "service_request_id": row.tracking_code,
@@ -404,9 +404,9 @@ def _request(row: service.PublicRow, notices: dict[str, str], settings: Settings
         "description": row.description,
         "agency_responsible": row.agency,
         "service_notice": notices.get(row.category_code),
-        "requested_datetime": _w3c(row.created_at, zone),
-        "updated_datetime": _w3c(row.updated_at, zone),
-        "expected_datetime": _w3c(row.expected_at, zone),
+        "requested_datetime": row.created_at,
+        "updated_datetime": row.updated_at,
+        "expected_datetime": row.expected_at,
         "address": row.address,
         "address_id": None,
         "zipcode": None,
@@ -484,7 +484,7 @@ def get_requests(request: Request, session: SessionDep, settings: SettingsDep, f
         notices = _notices(session, settings, categories)
         if ids:
             ids = [code for code in ids if _CODE.match(code)]
-            rows = service.public_rows(session, locale=locale, codes=ids, limit=MAX_REQUESTS)
+            rows = service.public_rows(session, settings=settings, locale=locale, codes=ids, limit=MAX_REQUESTS)
         else:
             codes = list(dict.fromkeys(_comma_list(request, "service_code")))
             category_ids = {category.code: category.id for category in categories}
@@ -494,11 +494,11 @@ def get_requests(request: Request, session: SessionDep, settings: SettingsDep, f
             statuses = _statuses(request)
             start, end = _range(request, settings)
             rows = service.public_rows(
-                session, locale=locale, category_ids=[category_ids[code] for code in codes] if codes else None,
-                statuses=statuses, start=start, end=end, limit=MAX_REQUESTS,
+                session, settings=settings, locale=locale,
+                category_ids=[category_ids[code] for code in codes] if codes else None, statuses=statuses,
+                start=start, end=end, limit=MAX_REQUESTS,
             )  # fmt: skip
-        zone = settings.zone
-        return "service_requests", [_request(row, notices, settings, zone) for row in rows]
+        return "service_requests", [_request(row, notices, settings) for row in rows]
 
     return _answer(request, settings, fmt, build)
 
@@ -509,12 +509,14 @@ def get_request(request: Request, session: SessionDep, settings: SettingsDep, re
 
     def build(locale: str) -> tuple[str, Any]:
         rows = (
-            service.public_rows(session, locale=locale, codes=[request_id], limit=1) if _CODE.match(request_id) else []
+            service.public_rows(session, settings=settings, locale=locale, codes=[request_id], limit=1)
+            if _CODE.match(request_id)
+            else []
         )
         if not rows:
             raise Open311Error(404, _("service_request_id %(id)s was not found.") % {"id": request_id[:40]})
         notices = _notices(session, settings, service.list_categories(session, active_only=False))
-        return "service_requests", [_request(rows[0], notices, settings, settings.zone)]
+        return "service_requests", [_request(rows[0], notices, settings)]
 
     return _answer(request, settings, fmt, build)
 
@@ -525,7 +527,11 @@ def get_token(request: Request, session: SessionDep, settings: SettingsDep, toke
     of a request is its id, so this answers with the same value."""
 
     def build(locale: str) -> tuple[str, Any]:
-        rows = service.public_rows(session, locale=locale, codes=[token], limit=1) if _CODE.match(token) else []
+        rows = (
+            service.public_rows(session, settings=settings, locale=locale, codes=[token], limit=1)
+            if _CODE.match(token)
+            else []
+        )
         if not rows:
             raise Open311Error(404, _("token %(token)s was not found.") % {"token": token[:40]})
         return "service_requests", [{"service_request_id": rows[0].tracking_code, "token": token}]

@@ -44,6 +44,7 @@ PinForm = Annotated[str, Form(max_length=40)]
 BOUNDARIES_URL = "/api/v1/regions/geojson?level=kecamatan"
 LOCATE_URL = "/api/v1/regions/locate"
 NEARBY_URL = "/api/v1/reports/nearby"
+ASSETS_NEARBY_URL = "/api/v1/assets/nearby"
 MAP_URL = "/api/v1/reports/map"
 NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
 # Photos of public reports may be cached a little; a report hidden later stops showing within this time.
@@ -149,6 +150,8 @@ class ReportForm:
     confidential: bool = False
     # Answers by form field name: text, or a list for multiple choice.
     answers: dict[str, Any] = field(default_factory=dict)
+    # The id of the asset (road, bridge, facility) the report is about, as typed; empty for none.
+    asset: str = ""
 
 
 def _text(form: FormData, key: str) -> str:
@@ -179,6 +182,46 @@ def _read_form(form: FormData, categories: list[CategoryChoice]) -> ReportForm:
         anonymous=bool(_text(form, "anonymous")),
         confidential=bool(_text(form, "confidential")),
         answers=answers,
+        asset=_text(form, "asset_id").strip(),
+    )
+
+
+def _asset_id(text: str) -> int | None:
+    """The asset chosen on the form: None for none; InvalidInput for a value that is not an id."""
+    if not text:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= MAX_INT_ID:
+        raise InvalidInput(
+            _("There is no active asset with that id."), errors=[{"field": "asset_id", "reason": "unknown"}]
+        )
+    return int(text)
+
+
+@dataclass(frozen=True)
+class AssetChoice:
+    """The asset a report form is about, as the form names it."""
+
+    id: int
+    name: str
+    type_name: str
+    lat: float
+    lon: float
+
+
+def _asset_choice(session: Session, text: str) -> AssetChoice | None:
+    """The active asset with this id, for the form to show as chosen; None for anything else."""
+    # Imported on use: the assets domain builds on this one (its service imports the reports service).
+    from kotacerdas.assets import service as assets
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_INT_ID:
+        return None
+    try:
+        asset = assets.get_active_asset(session, asset_id=int(text))
+    except DomainError:
+        return None
+    kind = assets.get_type(session, type_id=asset.type_id)
+    return AssetChoice(
+        id=asset.id, name=asset.name, type_name=assets.type_name(kind, get_locale()), lat=asset.lat, lon=asset.lon
     )
 
 
@@ -228,6 +271,7 @@ def _field_anchor(error_field: str | None, form: ReportForm) -> str | None:
         "name": "f-name",
         "email": "f-email",
         "phone": "f-phone",
+        "asset_id": "f-asset-none",
     }.get(error_field)
 
 
@@ -299,6 +343,8 @@ def _render_form(
             "map": _map_config(session, settings),
             "locate_url": LOCATE_URL,
             "nearby_url": NEARBY_URL,
+            "assets_nearby_url": ASSETS_NEARBY_URL,
+            "asset_choice": _asset_choice(session, form.asset),
             "max_photos": MAX_PHOTOS,
             "max_photo_mb": MAX_PHOTO_BYTES // (1024 * 1024),
             "error": error.detail if error else None,
@@ -313,9 +359,29 @@ def _render_form(
 
 
 @router.get("/lapor", response_class=HTMLResponse)
-def report_form(request: Request, session: SessionDep, settings: SettingsDep, _user: OptionalUser) -> HTMLResponse:
-    """The report form: category, place on the map, what is wrong, photos, optional contact details."""
-    return _render_form(request, session, settings, form=ReportForm())
+def report_form(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    _user: OptionalUser,
+    aset: Annotated[str, Query(max_length=20)] = "",
+    lat: Annotated[str, Query(max_length=30)] = "",
+    lon: Annotated[str, Query(max_length=30)] = "",
+) -> HTMLResponse:
+    """The report form: category, place on the map, what is wrong, photos, optional contact details. From an
+    asset's page (`?aset=&lat=&lon=`) the asset and its place come filled in."""
+    form = ReportForm()
+    choice = _asset_choice(session, aset.strip())
+    if choice is not None:
+        form.asset = str(choice.id)
+        form.lat, form.lon = lat.strip(), lon.strip()
+        try:
+            located = _coordinate(form.lat) is not None and _coordinate(form.lon) is not None
+        except InvalidInput:
+            located = False
+        if not located:
+            form.lat, form.lon = f"{choice.lat:.6f}", f"{choice.lon:.6f}"
+    return _render_form(request, session, settings, form=form)
 
 
 @router.post("/lapor", response_class=HTMLResponse, dependencies=[CsrfChecked])
@@ -346,6 +412,7 @@ def submit_report(
             confidential=form.confidential,
             attributes=_attributes(form, categories),
             photos=_read_photos(posted),
+            asset_id=_asset_id(form.asset),
             source=ReportSource.WEB,
             ip=client_ip(request),
             honeypot=_text(posted, "website"),
@@ -355,7 +422,9 @@ def submit_report(
         session.rollback()
         return _render_form(request, session, settings, form=form, error=exc)
     report = submitted.report
-    view = service.public_report(session, settings=settings, report=report, locale=get_locale())
+    view = service.public_report(
+        session, settings=settings, report=report, locale=get_locale(), preloaded=submitted.preloaded
+    )
     # The session commits when this handler returns and before the page is sent: the code is shown after commit.
     response = render(
         request,

@@ -102,6 +102,9 @@ class ReportSubmit(BaseModel):
     confidential: bool = Field(False, description="Hide the whole report from the public")
     attributes: dict[str, Any] | None = Field(None, description="Answers to the category's extra questions")
     photos: list[str] = Field(default_factory=list, max_length=3, description="Up to 3 photos, base64")
+    asset_id: int | None = Field(
+        None, ge=1, le=MAX_INT_ID, description="The asset the report is about (see /api/v1/assets/nearby)"
+    )
     website: str | None = Field(None, description="Leave empty (spam trap)")
 
 
@@ -296,6 +299,7 @@ class StaffReport(BaseModel):
     hidden: bool
     hidden_reason: str | None
     duplicate_of_id: int | None
+    asset_id: int | None = Field(None, description="The asset (road, bridge, facility) the report is about")
     attributes: dict[str, Any] | None
     follow_up_plan: str | None
     resolution_note: str | None

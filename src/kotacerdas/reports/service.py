@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import math
 import secrets
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from kotacerdas import storage
 from kotacerdas.accounts import service as accounts
@@ -26,8 +28,9 @@ from kotacerdas.accounts.enums import Permission, Role
 from kotacerdas.accounts.models import User
 from kotacerdas.accounts.service import Actor, clean_email, clean_text, record_change, snapshot
 from kotacerdas.agencies import service as agencies
+from kotacerdas.agencies.models import Agency
 from kotacerdas.config import Settings
-from kotacerdas.db import utcnow
+from kotacerdas.db import insert_row, utcnow, w3c_text
 from kotacerdas.errors import Conflict, InvalidInput, NotFound, PermissionDenied, RateLimited
 from kotacerdas.i18n import _, get_locale
 from kotacerdas.notifications import service as notifications
@@ -194,11 +197,24 @@ def _require_status(report: Report, allowed: set[ReportStatus] | frozenset[Repor
 
 
 @dataclass(frozen=True)
+class Preloaded:
+    """What `public_report` reads besides the report row, for a caller that has it in hand already (a submission
+    does): the category, the names of the report's desa and kecamatan, its OPD's name and its photos."""
+
+    category: ReportCategory | None
+    region_names: dict[str, str]
+    agency_name: str | None
+    photos: list[ReportPhoto]
+
+
+@dataclass(frozen=True)
 class SubmittedReport:
-    """A stored report and the PIN its reporter needs to reopen or rate it (shown once)."""
+    """A stored report, the PIN its reporter needs to reopen or rate it (shown once), and what `public_report`
+    needs to show it without looking anything up again."""
 
     report: Report
     pin: str
+    preloaded: Preloaded
 
 
 def check_rate_limit(session: Session, *, settings: Settings, ip: str | None, now: datetime | None = None) -> None:
@@ -207,8 +223,14 @@ def check_rate_limit(session: Session, *, settings: Settings, ip: str | None, no
     if key is None:
         return
     since = (now or utcnow()) - RATE_LIMIT_WINDOW
+    # Counting stops at the limit: past it the exact number does not matter, and the index range is not walked.
     recent = session.scalar(
-        sa.select(sa.func.count()).select_from(Report).where(Report.client_key == key, Report.created_at >= since)
+        sa.select(sa.func.count()).select_from(
+            sa.select(Report.id)
+            .where(Report.client_key == key, Report.created_at >= since)
+            .limit(settings.reports_per_ip_per_hour)
+            .subquery()
+        )
     )
     if (recent or 0) >= settings.reports_per_ip_per_hour:
         raise RateLimited(
@@ -254,8 +276,10 @@ def submit_report(
     locale: str | None = None,
     actor: Actor | None = None,
     now: datetime | None = None,
+    asset_id: int | None = None,
 ) -> SubmittedReport:
-    """Store a citizen's report with its photos, route it to the category's OPD and set the verify deadline."""
+    """Store a citizen's report with its photos, route it to the category's OPD and set the verify deadline.
+    `asset_id` names the asset (road, bridge, facility) the report is about; it must be an active one."""
     now = now or utcnow()
     locale = locale or get_locale()
     if honeypot:
@@ -263,16 +287,14 @@ def submit_report(
         raise _invalid(_("The report could not be accepted."), "website", "rejected")
     if category_id is None and not category_code:
         raise _invalid(_("Choose a category."), "category", "required")
-    try:
-        category = (
-            get_category(session, category_id=category_id)
-            if category_id is not None
-            else get_category_by_code(session, code=category_code or "")
-        )
-    except NotFound:
-        raise _invalid(_("Unknown report category."), "category", "unknown") from None
-    if not category.active:
+    found = session.execute(
+        sa.select(ReportCategory, Agency.name)
+        .outerjoin(Agency, Agency.id == ReportCategory.agency_id)
+        .where(ReportCategory.id == category_id if category_id is not None else ReportCategory.code == category_code)
+    ).first()
+    if found is None or not found[0].active:
         raise _invalid(_("Unknown report category."), "category", "unknown")
+    category, agency_name = found
     if type not in {kind.value for kind in ReportType}:
         raise _invalid(_("Unknown report type."), "type", "unknown")
     description = clean_text(
@@ -302,6 +324,8 @@ def submit_report(
             "location",
             "outside",
         )
+    if asset_id is not None:
+        _linkable_asset(session, asset_id)
     processed = photo_files.process_photos([item for item in photos or [] if item])
     if category.photo_required and not processed:
         raise _invalid(_("This category needs at least one photo."), "photos", "required")
@@ -315,7 +339,10 @@ def submit_report(
         else (lat, lon)
     )
     pin = "".join(secrets.choice(PIN_ALPHABET) for _ in range(PIN_LENGTH))
-    report = Report(
+    # Plain INSERTs, not the unit of work: a flush per row was a third of a submission (bench/reports_submit.py).
+    report = insert_row(
+        session,
+        Report,
         # A unique stand-in until the id, which the code is made of, is known (below, in this transaction).
         tracking_code=f"~{secrets.token_hex(8)}",
         category_id=category.id,
@@ -332,6 +359,7 @@ def submit_report(
         kecamatan_code=kecamatan_code,
         locate_method=location.method.value,
         attributes=cleaned_attributes,
+        asset_id=asset_id,
         agency_id=category.agency_id,
         reporter_name=name,
         reporter_email=email,
@@ -345,18 +373,27 @@ def submit_report(
         updated_at=now,
         verify_due_at=calendar(settings).add_working_days(now, settings.report_verify_days),
     )
-    session.add(report)
-    session.flush()
-    report.tracking_code = tracking_code(settings, year=now.astimezone(settings.zone).year, report_id=report.id)
-    report.reporter_pin_hash = _pin_hash(report.tracking_code, pin)
+    code = tracking_code(settings, year=now.astimezone(settings.zone).year, report_id=report.id)
+    numbered = {"tracking_code": code, "reporter_pin_hash": _pin_hash(code, pin)}
+    session.connection().execute(sa.update(Report.__table__).where(Report.__table__.c.id == report.id), numbered)
+    for key, value in numbered.items():
+        set_committed_value(report, key, value)
     update = _add_update(
         session, report=report, kind=UpdateKind.SUBMITTED, actor=None, status_to=ReportStatus.BARU, now=now
     )
-    _store_photos(session, settings=settings, report=report, processed=processed, kind=PhotoKind.REPORT, update=update)
+    photos = _store_photos(
+        session, settings=settings, report=report, processed=processed, kind=PhotoKind.REPORT, update=update
+    )
+    preloaded = Preloaded(
+        category=category,
+        region_names={ref.code: ref.name for ref in (location.desa, location.kecamatan) if ref is not None},
+        agency_name=agency_name,
+        photos=photos,
+    )
     actor = actor or Actor.system(f"warga:{source}")
     record_change(
         session, actor=actor, action="report.submit", entity_type="report", entity_id=report.id,
-        after=_audit_view(report),
+        after=_audit_view(report), flush=False,
     )  # fmt: skip
     if email:
         notifications.queue_email(
@@ -373,8 +410,8 @@ def submit_report(
             # and the key's look-ups and savepoint were three statements of a submission (bench/reports_submit.py).
             dedupe_key=None,
         )
-    _emit(session, settings=settings, report=report, event="report.created")
-    return SubmittedReport(report=report, pin=pin)
+    _emit(session, settings=settings, report=report, event="report.created", preloaded=preloaded)
+    return SubmittedReport(report=report, pin=pin, preloaded=preloaded)
 
 
 def _store_photos(
@@ -429,7 +466,9 @@ def _add_update(
     agency_id: int | None = None,
     now: datetime | None = None,
 ) -> ReportUpdate:
-    update = ReportUpdate(
+    return insert_row(
+        session,
+        ReportUpdate,
         report_id=report.id,
         kind=kind.value,
         status_from=status_from.value if status_from else None,
@@ -441,9 +480,6 @@ def _add_update(
         actor_label=actor.label if actor else "warga",
         created_at=now or utcnow(),
     )
-    session.add(update)
-    session.flush()
-    return update
 
 
 def _report_url(settings: Settings, report: Report) -> str:
@@ -496,13 +532,17 @@ def _notify_followers(
         )
 
 
-def _emit(session: Session, *, settings: Settings, report: Report, event: str) -> None:
+def _emit(
+    session: Session, *, settings: Settings, report: Report, event: str, preloaded: Preloaded | None = None
+) -> None:
     """Tell integrations (for example a forwarder to SP4N-LAPOR!) about the change, with public fields only."""
     # The payload is built only when some endpoint subscribes: it costs about a quarter of a submission.
     notifications.queue_webhooks(
         session,
         event=event,
-        payload=lambda: public_report(session, settings=settings, report=report, locale="id").model_dump(mode="json"),
+        payload=lambda: public_report(
+            session, settings=settings, report=report, locale="id", preloaded=preloaded
+        ).model_dump(mode="json"),
     )
 
 
@@ -818,6 +858,34 @@ def hide_report(
         kind=UpdateKind.HIDDEN if hidden else UpdateKind.UNHIDDEN, to_status=None,
         action="report.hide" if hidden else "report.unhide", now=now or utcnow(), internal_note=reason,
         values={"hidden": hidden, "hidden_reason": reason if hidden else None},
+    )  # fmt: skip
+    return report
+
+
+def _linkable_asset(session: Session, asset_id: int) -> None:
+    """Refuse (422) an asset id that names no active asset."""
+    # Imported on use: the assets domain builds on this one (its service imports this module).
+    from kotacerdas.assets import service as assets
+
+    assets.get_active_asset(session, asset_id=asset_id, field="asset_id")
+
+
+def link_report_asset(session: Session, *, report_id: int, asset_id: int | None, by: User, actor: Actor) -> Report:
+    """Link a report to the asset it is about, or unlink it (`asset_id=None`): staff who handle the report, and
+    Diskominfo. Audited; the report's public timeline does not change."""
+    report = get_report(session, report_id=report_id)
+    if not (can_triage(by) or can_handle(by, report)):
+        raise PermissionDenied(_("Only the OPD responsible for this report may do this."))
+    if asset_id is not None:
+        _linkable_asset(session, asset_id)
+    if report.asset_id == asset_id:
+        return report
+    before = {"asset_id": report.asset_id}
+    report.asset_id = asset_id
+    session.flush()
+    record_change(
+        session, actor=actor, action="report.link_asset" if asset_id else "report.unlink_asset",
+        entity_type="report", entity_id=report.id, before=before, after={"asset_id": asset_id},
     )  # fmt: skip
     return report
 
@@ -1170,18 +1238,28 @@ def _region_names(session: Session, codes: set[str]) -> dict[str, str]:
     return names
 
 
+def _preload(session: Session, report: Report) -> Preloaded:
+    agency = agencies.get_agency(session, agency_id=report.agency_id) if report.agency_id else None
+    return Preloaded(
+        category=session.get(ReportCategory, report.category_id),
+        region_names=_region_names(session, {code for code in (report.desa_code, report.kecamatan_code) if code}),
+        agency_name=agency.name if agency else None,
+        photos=list_photos(session, report_id=report.id),
+    )
+
+
 def public_report(
     session: Session, *, settings: Settings, report: Report, locale: str | None = None,
-    with_timeline: bool = False, full: bool = False,
+    with_timeline: bool = False, full: bool = False, preloaded: Preloaded | None = None,
 ) -> PublicReport:  # fmt: skip
     """What anyone may see of a report: never the reporter's contact details or internal notes, and for an
     anonymous report neither its text nor its exact place (only its desa). `full` is for the reporter with the
-    PIN, who may see their own text and place."""
+    PIN, who may see their own text and place. `preloaded` saves the look-ups when the caller has their results."""
     locale = locale or get_locale()
-    category = session.get(ReportCategory, report.category_id)
+    preloaded = preloaded or _preload(session, report)
+    category = preloaded.category
     status = ReportStatus(report.status)
-    names = _region_names(session, {code for code in (report.desa_code, report.kecamatan_code) if code})
-    agency = agencies.get_agency(session, agency_id=report.agency_id) if report.agency_id else None
+    names = preloaded.region_names
     # The privacy rules are `public_fields` and `photo_is_public`, shared with `public_rows` (Open311 lists).
     fields = public_fields(
         anonymous=report.anonymous, description=report.description, address=report.address, lat=report.lat,
@@ -1196,9 +1274,7 @@ def public_report(
             width=photo.width,
             height=photo.height,
         )
-        for photo in session.scalars(
-            sa.select(ReportPhoto).where(ReportPhoto.report_id == report.id).order_by(ReportPhoto.id)
-        )
+        for photo in preloaded.photos
         if photo_is_public(kind=photo.kind, anonymous=report.anonymous, full=full)
     ]
     due = next_due(report)
@@ -1229,7 +1305,7 @@ def public_report(
         kecamatan=RegionName(code=report.kecamatan_code, name=names.get(report.kecamatan_code, report.kecamatan_code))
         if report.kecamatan_code
         else None,
-        agency=agency.name if agency else None,
+        agency=preloaded.agency_name,
         created_at=report.created_at,
         updated_at=report.updated_at,
         expected_at=fields["expected_at"],
@@ -1252,11 +1328,7 @@ def public_timeline(session: Session, *, report: Report, locale: str | None = No
         .where(ReportUpdate.report_id == report.id, ReportUpdate.kind.not_in([kind.value for kind in INTERNAL_KINDS]))
         .order_by(ReportUpdate.created_at, ReportUpdate.id)
     ).all()
-    agency_names = {
-        agency.id: agency.name
-        for agency in agencies.list_agency_choices(session)
-        if agency.id in {u.agency_id for u in updates}
-    }
+    agency_names = agencies.agency_names(session)
     entries = []
     for update in updates:
         kind = UpdateKind(update.kind)
@@ -1556,7 +1628,7 @@ _STATUSES = {status.value: status for status in ReportStatus}
 
 def public_fields(
     *, anonymous: bool, description: str | None, address: str | None, lat: float, lon: float, public_lat: float,
-    public_lon: float, status: ReportStatus, resolve_due_at: datetime | None, full: bool = False,
+    public_lon: float, status: ReportStatus, resolve_due_at: datetime | str | None, full: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """The privacy rule of a report's public fields: an anonymous report shows neither its text, its address nor
     its exact place (only its desa's centre) unless `full` (the reporter with the PIN). Used by `public_report`
@@ -1597,24 +1669,27 @@ class PublicRow:
     lon: float
     location_approximate: bool
     agency: str | None
-    created_at: datetime
-    updated_at: datetime
-    expected_at: datetime | None
+    # W3C date-times in the regency's zone, as the database formats them (e.g. 2026-03-02T09:15:00+07:00).
+    created_at: str
+    updated_at: str
+    expected_at: str | None
     status_note: str | None
     photo_path: str | None
 
 
 def _id_in(session: Session, column: Any, ids: list[int]) -> Any:
-    """`column IN ids`; on PostgreSQL as `= ANY(array)`, one parameter instead of a thousand to render and parse
-    (a quarter of an Open311 list's time, bench/open311_list.py)."""
+    """`column IN ids` with one parameter instead of a thousand to render and parse (a quarter of an Open311 list's
+    time, bench/open311_list.py): `= ANY(array)` on PostgreSQL, a JSON array read by `json_each` on SQLite."""
     if session.get_bind().dialect.name == "postgresql":
         return column == sa.any_(sa.bindparam("ids", ids, type_=postgresql.ARRAY(sa.Integer)))
-    return column.in_(ids)
+    members = sa.func.json_each(sa.bindparam("ids", json.dumps(ids), type_=sa.String)).table_valued("value")
+    return column.in_(sa.select(members.c.value))
 
 
 def public_rows(
     session: Session,
     *,
+    settings: Settings,
     locale: str | None = None,
     codes: list[str] | None = None,
     category_ids: list[int] | None = None,
@@ -1622,15 +1697,20 @@ def public_rows(
     start: datetime | None = None,
     end: datetime | None = None,
     limit: int = 1000,
+    asset_id: int | None = None,
 ) -> list[PublicRow]:
     """Public reports, newest first, at most `limit`: those with the given tracking codes, categories and
-    statuses, submitted between `start` and `end` (both inclusive). Confidential and hidden reports never."""
+    statuses, submitted between `start` and `end` (both inclusive), about the asset `asset_id`. Confidential and
+    hidden reports never."""
     locale = locale or get_locale()
+    dialect = session.get_bind().dialect.name
+    offset = settings.zone.utcoffset(datetime.now()) or timedelta(0)
     statement = _public_filters(
         sa.select(
             Report.id, Report.tracking_code, Report.category_id, Report.status, Report.anonymous,
             Report.description, Report.address, Report.lat, Report.lon, Report.public_lat, Report.public_lon,
-            Report.agency_id, Report.created_at, Report.updated_at, Report.resolve_due_at,
+            Report.agency_id, *(w3c_text(column, dialect=dialect, offset=offset)
+                                for column in (Report.created_at, Report.updated_at, Report.resolve_due_at)),
         )
     )  # fmt: skip
     if codes is not None:
@@ -1643,7 +1723,11 @@ def public_rows(
         statement = statement.where(Report.created_at >= start)
     if end is not None:
         statement = statement.where(Report.created_at <= end)
-    rows = session.execute(statement.order_by(Report.created_at.desc(), Report.id.desc()).limit(limit)).all()
+    if asset_id is not None:
+        statement = statement.where(Report.asset_id == asset_id)
+    # Core on the session's connection: the ORM's handling of a thousand rows costs more than the query.
+    connection = session.connection()
+    rows = connection.execute(statement.order_by(Report.created_at.desc(), Report.id.desc()).limit(limit)).all()
     if not rows:
         return []
     ids = [row[0] for row in rows]
@@ -1653,10 +1737,10 @@ def public_rows(
             sa.select(ReportCategory.id, ReportCategory.code, ReportCategory.name_id, ReportCategory.name_en)
         )
     }
-    agency_names = {agency.id: agency.name for agency in agencies.list_agency_choices(session)}
+    agency_names = agencies.agency_names(session)
     # The latest public note of each: read in time order, so the last one kept per report is the latest.
     notes = dict(
-        session.execute(
+        connection.execute(
             sa.select(ReportUpdate.report_id, ReportUpdate.public_note)
             .where(
                 _id_in(session, ReportUpdate.report_id, ids),
@@ -1668,7 +1752,7 @@ def public_rows(
     )
     anonymous = {row[0]: row[4] for row in rows}
     photos: dict[int, str] = {}
-    for photo_id, report_id, kind in session.execute(
+    for photo_id, report_id, kind in connection.execute(
         sa.select(ReportPhoto.id, ReportPhoto.report_id, ReportPhoto.kind)
         .where(_id_in(session, ReportPhoto.report_id, ids))
         .order_by(ReportPhoto.id)

@@ -316,7 +316,7 @@ def _describe_in_locale(
     session: Session, *, settings: Settings, by: str, keys: list[Any], locale: str
 ) -> dict[Any, tuple[str, str]]:
     if by == "agency":
-        names = {agency.id: agency.name for agency in agencies.list_agency_choices(session)}
+        names = agencies.agency_names(session)
         return {key: (NONE_KEY, _("No OPD")) if key == 0 else (str(key), names.get(key, str(key))) for key in keys}
     if by == "category":
         known = {

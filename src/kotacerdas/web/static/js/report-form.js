@@ -119,6 +119,7 @@
     if (map && zoomTo) map.setView([lat, lon], Math.max(map.getZoom(), 16));
     describePlace(point);
     findNearby();
+    findAssets();
   }
 
   function startMap() {
@@ -242,6 +243,63 @@
     }, 300);
   }
 
+  // --- registered assets near the place (a report may name its road, bridge or facility) -------------------
+
+  var assetsBox = form.querySelector("[data-assets]");
+  var assetsList = form.querySelector("[data-assets-list]");
+  var assetsRequest = 0;
+
+  function chosenAsset() {
+    var checked = form.querySelector('input[name="asset_id"]:checked');
+    return checked ? checked.value : "";
+  }
+
+  function showAssets(items) {
+    var chosen = chosenAsset();
+    var kept = chosen ? assetsList.querySelector('input[value="' + chosen + '"]') : null;
+    var keptEntry = kept ? kept.closest(".field-check") : null;
+    assetsList.textContent = "";
+    var listed = {};
+    items.forEach(function (asset) {
+      listed[String(asset.id)] = true;
+      var entry = document.createElement("div");
+      entry.className = "field-check";
+      var input = document.createElement("input");
+      input.type = "radio";
+      input.name = "asset_id";
+      input.id = "f-asset-" + asset.id;
+      input.value = String(asset.id);
+      input.checked = String(asset.id) === chosen;
+      var label = document.createElement("label");
+      label.htmlFor = input.id;
+      label.textContent = asset.name + " ";
+      var hint = document.createElement("span");
+      hint.className = "hint";
+      hint.textContent = text.textAssetDistance
+        .replace("{type}", asset.type_name || "")
+        .replace("{metres}", String(Math.round(asset.distance_m || 0)));
+      label.appendChild(hint);
+      entry.appendChild(input);
+      entry.appendChild(label);
+      assetsList.appendChild(entry);
+    });
+    // The asset chosen before (from an asset's page) stays on offer even when it is farther than the search.
+    if (keptEntry && !listed[chosen]) assetsList.insertBefore(keptEntry, assetsList.firstChild);
+    assetsBox.hidden = assetsList.children.length === 0;
+  }
+
+  function findAssets() {
+    if (!assetsBox || !assetsList || !text.assetsNearbyUrl) return;
+    var point = readPoint();
+    var mine = ++assetsRequest;
+    if (!point) return;
+    getJson(text.assetsNearbyUrl + "?lat=" + encodeURIComponent(point.lat) + "&lon=" + encodeURIComponent(point.lon))
+      .then(function (body) {
+        if (mine === assetsRequest) showAssets(Array.isArray(body) ? body : []);
+      })
+      .catch(function () {});
+  }
+
   // --- wiring ------------------------------------------------------------------------------------------------
 
   if (category) {
@@ -260,6 +318,7 @@
       if (map) map.panTo([point.lat, point.lon]);
       describePlace(point);
       findNearby();
+      findAssets();
     });
   });
 
@@ -270,5 +329,8 @@
   if (map && coordinates && !coordinates.classList.contains("error")) {
     coordinates.open = false;
   }
-  if (readPoint()) findNearby();
+  if (readPoint()) {
+    findNearby();
+    findAssets();
+  }
 })();

@@ -1,0 +1,1 @@
+"""Infrastructure and facility registry: asset types, assets with geometry and condition, inspections, imports."""
