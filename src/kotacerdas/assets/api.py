@@ -48,12 +48,10 @@ from kotacerdas.errors import InvalidInput, NotFound
 from kotacerdas.i18n import _, get_locale
 from kotacerdas.pagination import PageQuery
 from kotacerdas.problems import PROBLEM_RESPONSES
-from kotacerdas.reports import photos
 from kotacerdas.reports import service as reports
 
-# The request-size guard of the reports API, so that a body of base64 photos is refused before it is read.
-# TODO(lead): move BodyLimitedRoute and max_body to a shared module; api modules should not import each other.
-from kotacerdas.reports.api import MAX_PHOTO_BODY_BYTES, BodyLimitedRoute, max_body
+# The shared request-size guard, so that a body of base64 photos is refused before it is read.
+from kotacerdas.web.api_inputs import MAX_PHOTO_BODY_BYTES, BodyLimitedRoute, decode_photos, max_body, parse_bbox
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES, route_class=BodyLimitedRoute)
 
@@ -88,32 +86,6 @@ def _invalid(message: str, field: str, reason: str) -> InvalidInput:
 def _codes(text: str | None) -> list[str] | None:
     values = [part.strip() for part in (text or "").split(",") if part.strip()]
     return values or None
-
-
-def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
-    if text is None:
-        return None
-    try:
-        west, south, east, north = (float(part) for part in text.split(","))
-    except ValueError:
-        raise _invalid(_("The bounding box is four numbers: west,south,east,north."), "bbox", "format") from None
-    if not all(-180 <= lon <= 180 for lon in (west, east)) or not all(-90 <= lat <= 90 for lat in (south, north)):
-        raise _invalid(_("The bounding box lies outside the range of longitudes and latitudes."), "bbox", "range")
-    if not (west < east and south < north):
-        raise _invalid(_("The bounding box must have west < east and south < north."), "bbox", "order")
-    return west, south, east, north
-
-
-def _decode_photos(items: list[str]) -> list[bytes]:
-    decoded = []
-    for index, text in enumerate(items):
-        try:
-            decoded.append(photos.decode_base64_photo(text, field="photos"))
-        except InvalidInput as exc:
-            for error in exc.errors:
-                error.setdefault("index", index)
-            raise
-    return decoded
 
 
 def _type_read(kind: AssetType, locale: str) -> AssetTypeRead:
@@ -300,7 +272,7 @@ def list_assets(
         accounts.require_permission(user, Permission.ASSETS_EDIT)
     filters = service.AssetFilters(
         type_codes=_codes(type), conditions=_codes(condition), kecamatan_code=kecamatan, desa_code=desa,
-        agency_id=agency, q=q, active=not archived, bbox=_bbox(bbox),
+        agency_id=agency, q=q, active=not archived, bbox=parse_bbox(bbox) if bbox is not None else None,
     )  # fmt: skip
     result = service.list_assets(session, filters=filters, page=page)
     return AssetPage(
@@ -416,7 +388,7 @@ def record_inspection(
     """Record an inspection with up to 3 photos (base64); the asset's condition becomes the latest inspection's."""
     inspection = service.record_inspection(
         session, asset_id=asset_id, inspected_on=body.inspected_on, inspector=body.inspector,
-        condition=body.condition, notes=body.notes, photos=_decode_photos(body.photos), **_step(request, user),
+        condition=body.condition, notes=body.notes, photos=decode_photos(body.photos), **_step(request, user),
     )  # fmt: skip
     return _inspection_reads(session, [inspection], asset_id)[0]
 

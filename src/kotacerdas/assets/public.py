@@ -26,6 +26,7 @@ from kotacerdas.errors import InvalidInput, NotFound
 from kotacerdas.i18n import _, get_locale
 from kotacerdas.problems import PROBLEM_RESPONSES
 from kotacerdas.regions import service as regions
+from kotacerdas.web.api_inputs import parse_bbox
 from kotacerdas.web.forms import kept_filters
 from kotacerdas.web.templating import render
 
@@ -54,17 +55,6 @@ def _values(items: list[str] | None, field: str) -> list[str]:
     if len(values) > VALUES_MAX or any(len(value) > VALUE_LENGTH_MAX for value in values):
         raise InvalidInput(_("Too many or too long filter values."), errors=[{"field": field, "reason": "too_long"}])
     return values
-
-
-def _bbox(text: str) -> tuple[float, float, float, float]:
-    try:
-        west, south, east, north = (float(part) for part in text.split(","))
-    except ValueError:
-        raise InvalidInput(
-            _("The bounding box is four numbers: west,south,east,north."),
-            errors=[{"field": "bbox", "reason": "format"}],
-        ) from None
-    return west, south, east, north
 
 
 # --- the JSON API -------------------------------------------------------------------------------------------------
@@ -109,7 +99,7 @@ def assets_map(
     condition and colour."""
     collection = mapindex.viewport_geojson(
         session,
-        bbox=_bbox(bbox),
+        bbox=parse_bbox(bbox),
         zoom=zoom,
         types=_values(types, "type"),
         conditions=_values(conditions, "condition"),

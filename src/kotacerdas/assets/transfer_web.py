@@ -22,7 +22,7 @@ from kotacerdas.accounts import service as accounts
 from kotacerdas.accounts.enums import Permission
 from kotacerdas.accounts.models import User
 from kotacerdas.assets import service, transfer
-from kotacerdas.assets.api import CodeList, RegionCode, _bbox, _codes
+from kotacerdas.assets.api import CodeList, RegionCode, _codes
 from kotacerdas.db import MAX_INT_ID
 from kotacerdas.deps import SessionDep, SettingsDep, actor_of, get_current_user, get_optional_user, require
 from kotacerdas.errors import DomainError, InvalidInput
@@ -30,7 +30,7 @@ from kotacerdas.i18n import _
 from kotacerdas.problems import PROBLEM_RESPONSES
 
 # The request-size guard of the reports API (see the TODO in assets/api.py about moving it to a shared module).
-from kotacerdas.reports.api import BodyLimitedRoute, max_body
+from kotacerdas.web.api_inputs import BodyLimitedRoute, max_body, parse_bbox
 from kotacerdas.web.forms import PostedForm, render_form
 
 router = APIRouter(route_class=BodyLimitedRoute)
@@ -149,7 +149,7 @@ def _filters(
         accounts.require_permission(user, Permission.ASSETS_EDIT)
     return service.AssetFilters(
         type_codes=_codes(type), conditions=_codes(condition), kecamatan_code=kecamatan, desa_code=desa,
-        agency_id=agency, q=q, active=not archived, bbox=_bbox(bbox),
+        agency_id=agency, q=q, active=not archived, bbox=parse_bbox(bbox) if bbox is not None else None,
     )  # fmt: skip
 
 

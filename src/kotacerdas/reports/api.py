@@ -9,15 +9,12 @@ goes through `service.public_report`, the domain's privacy choke point.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
-from starlette.types import Message
 
 from kotacerdas.accounts import service as accounts
 from kotacerdas.accounts.enums import Permission
@@ -36,11 +33,11 @@ from kotacerdas.deps import (
     get_optional_user,
     require,
 )
-from kotacerdas.errors import InvalidInput, NotFound, PayloadTooLarge
+from kotacerdas.errors import InvalidInput, NotFound
 from kotacerdas.i18n import _, get_locale
 from kotacerdas.pagination import PageQuery
 from kotacerdas.problems import PROBLEM_RESPONSES
-from kotacerdas.reports import mapindex, photos, service, stats
+from kotacerdas.reports import mapindex, service, stats
 from kotacerdas.reports.enums import ReportSource, ReportStatus
 from kotacerdas.reports.models import Report
 from kotacerdas.reports.schemas import (
@@ -77,77 +74,21 @@ from kotacerdas.reports.schemas import (
     TemplateIn,
     TemplateRead,
 )
+from kotacerdas.web.api_inputs import (
+    MAX_PHOTO_BODY_BYTES,
+    BodyLimitedRoute,
+    decode_photos,
+    max_body,
+    parse_bbox,
+)
 
 GEOJSON_MEDIA_TYPE = "application/geo+json"
-# A report carries up to MAX_PHOTOS photos of MAX_PHOTO_BYTES each as base64 (4/3 of the size, plus MIME line
-# breaks): 3 × 14.4 MB ≈ 43 MB of text. Anything larger is refused before it is read, let alone parsed.
-MAX_PHOTO_BODY_BYTES = 45 * 1024 * 1024
-# Every other body is a few fields of text (a category with 20 questions is a few tens of kB).
-MAX_BODY_BYTES = 1024 * 1024
 # Dates outside these are typing mistakes (and would overflow when turned into local midnights).
 EARLIEST_DATE = date(2000, 1, 1)
 LATEST_DATE = date(2100, 12, 31)
 TRACKING_CODE = re.compile(r"^[A-Za-z0-9-]{1,24}$")
 # Category fields a PATCH may leave out but not set to null (the text fields are checked by the service).
 NOT_NULL_CATEGORY_FIELDS = ("photo_required", "position", "active", "resolution_days", "duplicate_radius_m")
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        _("The request is larger than %(limit)d MB.") % {"limit": max(1, limit // (1024 * 1024))},
-        errors=[{"field": "body", "reason": "too_large", "limit": limit}],
-    )
-
-
-def max_body(limit: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Let an endpoint accept bodies up to `limit` bytes instead of MAX_BODY_BYTES."""
-
-    def mark(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-        endpoint.max_body_bytes = limit  # type: ignore[attr-defined]
-        return endpoint
-
-    return mark
-
-
-class BodyLimitedRoute(APIRoute):
-    """A route that answers 413 (problem+json) to a body over its endpoint's limit, before reading or parsing it.
-
-    A declared Content-Length is checked up front; a chunked body is counted as it arrives and refused as soon as
-    it passes the limit (the server never holds more than the limit in memory).
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-        limit = getattr(self.endpoint, "max_body_bytes", MAX_BODY_BYTES)
-
-        async def limited(request: Request) -> Response:
-            declared = request.headers.get("content-length")
-            if declared is not None:
-                # The server delivers no more than the declared length, so a declared size within the limit is
-                # all the checking needed.
-                if declared.strip().isdigit() and int(declared) > limit:
-                    raise _too_large(limit)
-                return await handler(request)
-            if "chunked" not in request.headers.get("transfer-encoding", "").lower():
-                return await handler(request)
-            chunks, size = [], 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                chunks.append(chunk)
-            body, replayed = b"".join(chunks), False
-
-            async def replay() -> Message:
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await request.receive()
-
-            return await handler(Request(request.scope, replay))
-
-        return limited
 
 
 class GeoJSONResponse(JSONResponse):
@@ -244,31 +185,6 @@ def _known_agency(session: Session, agency_id: int | None) -> None:
         agencies.get_agency(session, agency_id=agency_id)
     except NotFound:
         raise _invalid(_("Unknown OPD."), "agency_id", "unknown") from None
-
-
-def _bbox(text: str) -> tuple[float, float, float, float]:
-    parts = text.split(",")
-    try:
-        west, south, east, north = (float(part) for part in parts)
-    except ValueError:
-        raise _invalid(_("The bounding box is four numbers: west,south,east,north."), "bbox", "format") from None
-    if not all(-180 <= lon <= 180 for lon in (west, east)) or not all(-90 <= lat <= 90 for lat in (south, north)):
-        raise _invalid(_("The bounding box lies outside the range of longitudes and latitudes."), "bbox", "range")
-    if not (west < east and south < north):
-        raise _invalid(_("The bounding box must have west < east and south < north."), "bbox", "order")
-    return west, south, east, north
-
-
-def _decode_photos(items: list[str]) -> list[bytes]:
-    decoded = []
-    for index, text in enumerate(items):
-        try:
-            decoded.append(photos.decode_base64_photo(text, field="photos"))
-        except InvalidInput as exc:
-            for error in exc.errors:
-                error.setdefault("index", index)
-            raise
-    return decoded
 
 
 def _public(session: Session, settings: Settings, report: Report) -> PublicReport:
@@ -382,7 +298,7 @@ def submit_report(
         anonymous=body.anonymous,
         confidential=body.confidential,
         attributes=body.attributes,
-        photos=_decode_photos(body.photos),
+        photos=decode_photos(body.photos),
         asset_id=body.asset_id,
         source=ReportSource.API,
         ip=client_ip(request),
@@ -474,7 +390,7 @@ def reports_map(
     until: UntilQuery = None,
 ) -> GeoJSONResponse:
     """Public reports in a map viewport as GeoJSON, clustered by zoom, at their public positions."""
-    box = _bbox(bbox)
+    box = parse_bbox(bbox)
     _check_period(since, until)
     collection = mapindex.viewport_geojson(
         session,
@@ -656,7 +572,7 @@ def resolve_report(
 ) -> StaffReport:
     """Close a report as done, with a resolution note and up to 3 "after" photos (base64)."""
     report = service.resolve_report(
-        session, report_id=report_id, note=body.note, photos=_decode_photos(body.photos),
+        session, report_id=report_id, note=body.note, photos=decode_photos(body.photos),
         **_staff_step(request, user),
     )  # fmt: skip
     return _staff_view(session, user=user, report=report)
