@@ -176,6 +176,9 @@ def create_app(settings: Settings) -> FastAPI:
             from kotacerdas.assets.mapindex import preload_in_background as preload_asset_map
 
             preload_asset_map(settings, session_factory=app.state.sessionmaker)
+            from kotacerdas.assets.indicators import preload_in_background as preload_asset_indicators
+
+            preload_asset_indicators(settings, session_factory=app.state.sessionmaker)
         try:
             yield
         finally:

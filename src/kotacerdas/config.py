@@ -81,8 +81,9 @@ class Settings(BaseSettings):
     worker_interval_seconds: int = Field(5, ge=1, le=3600, description="How often the worker looks for due work.")
     map_index_preload: bool = Field(
         True,
-        description="Load the in-memory index of the public report map in the background when the app starts, so "
-        "the first map request does not wait for it (seconds with a million reports).",
+        description="Load the in-memory indexes of the public report and asset maps, and count the infrastructure "
+        "figures, in the background when the app starts, so that the first request does not wait for them (seconds "
+        "with a million reports or 250,000 assets).",
     )
     local_days_off: CommaDates = Field(
         default_factory=list,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -76,7 +79,8 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
-        _configure_sqlite(engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        lock_path = Path(f"{db_path}-writer.lock") if db_path and db_path != ":memory:" else None
+        _configure_sqlite(engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms, lock_path=lock_path)
         return engine
     return sa.create_engine(url, pool_pre_ping=True, **kwargs)
 
@@ -84,7 +88,67 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
 _WRITER_LOCK = "kotacerdas_writer_lock"
 
 
-def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
+class _WriterQueue:
+    """The queue SQLite writers wait in: a thread lock for this process's writers, then, when the database is a
+    file, an exclusive `flock` on `<database>-writer.lock` shared with every other process on the database (the
+    app's worker processes, the background worker, the command line).
+
+    SQLite's own busy handler polls with growing sleeps (up to 100 ms): under load a few unlucky writers waited
+    seconds or timed out while others got in (bench/reports_submit.py). A thread lock is handed over as soon as
+    the writer before commits, and a process waiting for the file lock tries again every half millisecond, so
+    several processes share one database file fairly. A process that dies holding the lock loses it with its
+    file descriptors. Connections made outside kotacerdas still meet SQLite's busy timeout."""
+
+    def __init__(self, lock_path: Path | None, timeout_s: float) -> None:
+        self._thread_lock = threading.Lock()
+        self._lock_path = lock_path
+        self._fd: int | None = None
+        self._timeout_s = timeout_s
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + self._timeout_s
+        if not self._thread_lock.acquire(timeout=self._timeout_s):
+            raise sqlite3.OperationalError("database is locked (waited for this process's other writers)")
+        if self._lock_path is None:
+            return
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._wait_for_file_lock(self._fd, deadline)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    @staticmethod
+    def _wait_for_file_lock(fd: int, deadline: float) -> None:
+        # Polled every half millisecond rather than blocking, so that the wait has the busy timeout's bound. It is
+        # fair enough: the process that just committed hands its lock on to its next writer only once that thread
+        # gets the interpreter back, usually later than this poll.
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError("database is locked (waited for other processes' writers)") from None
+                time.sleep(0.0005)
+
+    def release(self) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+    def close(self) -> None:
+        """Close the lock file (the engine is disposed); a later writer opens it again."""
+        with self._thread_lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, lock_path: Path | None) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # pysqlite's own BEGIN handling defers locks until the first write, which turns
@@ -98,12 +162,8 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
-    # Writers of this process queue on a lock before BEGIN IMMEDIATE: SQLite's busy handler polls with growing
-    # sleeps (up to 100 ms), so under load a few unlucky writers waited seconds or timed out while others got in.
-    # A queue on a Python lock is served as soon as the writer before commits. Other processes still meet the
-    # busy timeout.
-    writer = threading.Lock()
-    timeout_s = max(busy_timeout_ms / 1000, 0.001)
+    writers = _WriterQueue(lock_path, timeout_s=max(busy_timeout_ms / 1000, 0.001))
+    event.listen(engine, "engine_disposed", lambda _engine: writers.close())
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -112,14 +172,13 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
         if not connection.get_execution_options().get("kotacerdas_write", False):
             connection.exec_driver_sql("BEGIN")
             return
-        if not writer.acquire(timeout=timeout_s):
-            raise sqlite3.OperationalError("database is locked (waited for this process's other writers)")
-        connection.info[_WRITER_LOCK] = writer
+        writers.acquire()
+        connection.info[_WRITER_LOCK] = writers
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
             del connection.info[_WRITER_LOCK]
-            writer.release()
+            writers.release()
             raise
 
     @event.listens_for(engine.pool, "checkin")

@@ -4,6 +4,7 @@ assets without an inspection in the last 12 months per OPD."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict
 from datetime import date
 
@@ -161,3 +162,19 @@ def test_a_change_shows_at_once(session, settings, registry):
     school = next(row for row in after.facilities_by_type if row.key == "sekolah")
     assert (school.total, school.functioning) == (3, 1)
     assert after.roads.km["unknown"] == 0.0 and after.roads.mantap_km == 0.4448
+
+
+def test_on_a_large_registry_a_change_is_counted_in_the_background(session, settings, registry, monkeypatch):
+    """When counting took longer than SYNC_SECONDS (a registry of 250,000 assets), a reader after a change gets the
+    figures from before it at once, and the new ones as soon as a background thread has counted again."""
+    monkeypatch.setattr(indicators, "SYNC_SECONDS", 0.0)
+    before = figures(session, settings)
+    service.archive_asset(session, settings=settings, actor=TEST_ACTOR, by=None, asset_id=registry["school1"].id)
+    session.commit()
+    served = figures(session, settings)
+    assert next(row for row in served.facilities_by_type if row.key == "sekolah").functioning == 2
+    assert asdict(served) == asdict(before)
+    for thread in [t for t in threading.enumerate() if t.name == "kotacerdas-asset-indicators"]:
+        thread.join(timeout=30)
+    after = figures(session, settings)
+    assert next(row for row in after.facilities_by_type if row.key == "sekolah").functioning == 1

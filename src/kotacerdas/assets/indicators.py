@@ -14,16 +14,19 @@ Definitions (the public page states them too):
 Two grouped queries (GROUP BY) compute them: every active asset by type, kecamatan, OPD and condition, with the
 inspection ages as conditional sums; and the kabupaten roads by kecamatan and condition. Their rows are kept per
 process while the registry is unchanged (the newest `updated_at` and the highest id, two index look-ups), because
-grouping 250,000 rows costs far more than 200 ms on SQLite without a covering index (bench/assets_indicators.py
-has both the cold and the cached figures).
+grouping 250,000 rows costs far more than 200 ms on SQLite (bench/assets_indicators.py has both the cold and the
+cached figures). On such a registry a change is counted by a background thread while readers get the rows from
+before it (SYNC_SECONDS), so the page never waits for the grouping.
 """
 
 from __future__ import annotations
 
 import calendar
+import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -195,8 +198,25 @@ def _grouped(session: Session, *, road_type_ids: list[int], stale_before: date) 
 # changed, from two index look-ups. CACHE_SECONDS bounds what that cannot see (a change committed late with an
 # older `updated_at`, a clock behind another server's).
 CACHE_SECONDS = 300.0
-_CACHE: weakref.WeakKeyDictionary[Engine, tuple[tuple[Any, ...], float, _Grouped]] = weakref.WeakKeyDictionary()
+# When the registry has changed and computing the rows took longer than this the last time (a large registry),
+# readers get the rows computed before the change while one background thread computes them again: nobody waits
+# seconds for the page, and the figures trail a change by one computation at most (docs/assets.md).
+SYNC_SECONDS = 0.1
+
+
+@dataclass
+class _Cached:
+    key: tuple[Any, ...]  # the newest updated_at and the highest id when the rows were computed
+    params: tuple[Any, ...]  # the cut-off date and the road types they were computed for
+    at: float  # time.monotonic() when computed
+    took: float  # seconds the computation took
+    grouped: _Grouped
+    refreshing: bool = False
+
+
+_CACHE: weakref.WeakKeyDictionary[Engine, _Cached] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 def _engine_of(session: Session) -> Engine:
@@ -204,21 +224,57 @@ def _engine_of(session: Session) -> Engine:
     return bind if isinstance(bind, Engine) else bind.engine
 
 
-def _grouped_cached(session: Session, *, road_type_ids: list[int], stale_before: date, fresh: bool) -> _Grouped:
-    connection = session.connection()
+def _registry_key(connection: sa.Connection) -> tuple[Any, ...]:
     # Two statements: SQLite answers a lone max() from the index, but scans the table for two in one select.
     newest = connection.execute(sa.select(sa.func.max(Asset.updated_at))).scalar()
     highest = connection.execute(sa.select(sa.func.max(Asset.id))).scalar()
-    key = (newest, highest, stale_before, tuple(road_type_ids))
+    return newest, highest
+
+
+def _compute(engine: Engine, session: Session, params: tuple[Any, ...]) -> _Cached:
+    started = time.perf_counter()
+    key = _registry_key(session.connection())
+    stale_before, road_type_ids = params
+    grouped = _grouped(session, road_type_ids=list(road_type_ids), stale_before=stale_before)
+    cached = _Cached(key, params, time.monotonic(), time.perf_counter() - started, grouped)
+    with _CACHE_LOCK:
+        _CACHE[engine] = cached
+    return cached
+
+
+def _refresh_in_background(engine: Engine, params: tuple[Any, ...]) -> None:
+    def refresh() -> None:
+        try:
+            with Session(engine) as session:
+                _compute(engine, session, params)
+        except Exception:
+            log.warning("infrastructure indicators could not be computed again", exc_info=True)
+            with _CACHE_LOCK:
+                cached = _CACHE.get(engine)
+                if cached is not None:
+                    cached.refreshing = False
+
+    threading.Thread(target=refresh, name="kotacerdas-asset-indicators", daemon=True).start()
+
+
+def _grouped_cached(session: Session, *, road_type_ids: list[int], stale_before: date, fresh: bool) -> _Grouped:
     engine = _engine_of(session)
+    params = (stale_before, tuple(road_type_ids))
+    if fresh:
+        return _compute(engine, session, params).grouped
+    key = _registry_key(session.connection())
     with _CACHE_LOCK:
         cached = _CACHE.get(engine)
-    if not fresh and cached is not None and cached[0] == key and time.monotonic() - cached[1] < CACHE_SECONDS:
-        return cached[2]
-    grouped = _grouped(session, road_type_ids=road_type_ids, stale_before=stale_before)
-    with _CACHE_LOCK:
-        _CACHE[engine] = (key, time.monotonic(), grouped)
-    return grouped
+        if cached is None or cached.params != params:
+            cached = None
+        elif cached.key == key and time.monotonic() - cached.at < CACHE_SECONDS:
+            return cached.grouped
+        elif cached.took > SYNC_SECONDS:
+            if not cached.refreshing:
+                cached.refreshing = True
+                _refresh_in_background(engine, params)
+            return cached.grouped
+    return _compute(engine, session, params).grouped
 
 
 def infrastructure_indicators(
@@ -230,7 +286,7 @@ def infrastructure_indicators(
     fresh: bool = False,
 ) -> InfrastructureIndicators:
     """The "Kondisi Infrastruktur" figures of the active assets, as of `today` (default: the local date). The grouped
-    rows are reused while the registry is unchanged (see CACHE_SECONDS); `fresh` computes them again."""
+    rows are reused while the registry is unchanged (see CACHE_SECONDS and SYNC_SECONDS); `fresh` counts again."""
     locale = locale or get_locale()
     today = today or datetime.now(settings.zone).date()
     stale_before = months_before(today, STALE_MONTHS)
@@ -330,3 +386,19 @@ def infrastructure_indicators(
         ),
         stale_by_agency=stale_rows,
     )
+
+
+def preload_in_background(settings: Settings, *, session_factory: Callable[[], Session]) -> threading.Thread:
+    """Count the figures in a daemon thread when the app starts, so that the first reader of the page does not wait
+    for the grouping (seconds on a large registry). A failure is logged; the first request counts again."""
+
+    def load() -> None:
+        try:
+            with session_factory() as session:
+                infrastructure_indicators(session, settings=settings)
+        except Exception:
+            log.warning("infrastructure indicators could not be counted at start-up", exc_info=True)
+
+    thread = threading.Thread(target=load, name="kotacerdas-asset-indicators", daemon=True)
+    thread.start()
+    return thread

@@ -70,6 +70,7 @@ MAX_KEPT_ERRORS = 1_000
 MAX_FIELD_CHARS = 2 * 1024 * 1024
 INSPECTOR_MAX = 120
 
+ANALYZE_FIRST_AFTER_ROWS = 4_000
 NEXT_ASSET_IDS = sa.text("SELECT nextval(pg_get_serial_sequence('assets', 'id')) FROM generate_series(1, :n)")
 # Canonical column → the names it is also read under (lower case, spaces as underscores).
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
@@ -694,6 +695,13 @@ class _Importer:
         self.assets = Asset.__table__
         self.insert_assets = sa.insert(self.assets).returning(self.assets.c.id, sort_by_parameter_order=True)
         self.update_assets = self.assets.update().where(self.assets.c.id == sa.bindparam("b_asset_id"))
+        # PostgreSQL plans the look-ups of `_existing` from the statistics of the tables as they were when the import
+        # began: empty, or far smaller. It then scanned the whole external-number table for every chunk, comparing
+        # each row with the chunk's 2,000 numbers (7 s a chunk at 100,000 rows, bench/assets_import.py). The import
+        # analyzes the tables it writes whenever its own rows have doubled since the last time (ANALYZE inside the
+        # transaction counts the rows this transaction inserted), a handful of times per import.
+        self.written_since_analyze = 0
+        self.analyze_after = ANALYZE_FIRST_AFTER_ROWS
 
     @property
     def writing(self) -> bool:
@@ -878,6 +886,18 @@ class _Importer:
             self.connection.execute(sa.insert(AssetExternalId.__table__), new_numbers)
         if inspections:
             self.connection.execute(sa.insert(AssetInspection.__table__), inspections)
+        self._analyze_when_grown(len(inserts) + len(new_numbers))
+
+    def _analyze_when_grown(self, written: int) -> None:
+        if self.connection.dialect.name != "postgresql":
+            return  # SQLite plans these look-ups on the unique index whatever its statistics
+        self.written_since_analyze += written
+        if self.written_since_analyze < self.analyze_after:
+            return
+        for table in (AssetExternalId.__table__, self.assets):
+            self.connection.exec_driver_sql(f"ANALYZE {table.name}")
+        self.analyze_after = 2 * self.written_since_analyze
+        self.written_since_analyze = 0
 
     def _inspection(self, asset_id: int, condition: str, inspected_on: date) -> dict[str, Any]:
         return {
