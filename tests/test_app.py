@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -245,6 +246,27 @@ def test_concurrent_writes_all_succeed(settings, api_token):
 
     assert statuses == [201] * (CLIENTS * REQUESTS), Counter(statuses)
     assert count_tokens(settings) == 1 + CLIENTS * REQUESTS  # the fixture's token and every acknowledged one
+
+
+def test_more_writers_at_once_than_pool_threads_all_succeed(settings, api_token):
+    """More write requests at once than the server has threads (anyio's 40): writers wait for their turn without
+    holding a thread, so the one holding the database's write lock can always finish. When they waited in threads,
+    every thread waited for a writer that needed a thread to finish: 500s after the lock's timeout."""
+    headers = {"Authorization": f"Bearer {api_token}"}
+    writers = 60
+    start = threading.Barrier(writers)
+
+    def client(index: int) -> int | str:
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
+            http.get("/healthz")  # connected before the barrier, so that the writes arrive together
+            start.wait(timeout=30)
+            return _send(http, "POST", "/api/v1/tokens", json={"name": f"w-{index}"})
+
+    with running_server(create_app(settings)) as base, ThreadPoolExecutor(writers) as pool:
+        statuses = list(pool.map(client, range(writers)))
+
+    assert statuses == [201] * writers, Counter(statuses)
+    assert count_tokens(settings) == 1 + writers
 
 
 def test_concurrent_reads_that_write_and_writes_all_succeed(settings, session, make_user):

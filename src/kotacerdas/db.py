@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -86,9 +87,19 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
 
 
 _WRITER_LOCK = "kotacerdas_writer_lock"
+# The execution option of a connection whose transaction writes: True takes the writer queue at BEGIN; HELD says the
+# caller holds it already (a web request waits for it before its first thread, see deps.get_session).
+WRITE_OPTION = "kotacerdas_write"
+HELD = "held"
+_QUEUES: weakref.WeakKeyDictionary[Engine, WriterQueue] = weakref.WeakKeyDictionary()
 
 
-class _WriterQueue:
+def writer_queue(engine: Engine) -> WriterQueue | None:
+    """The queue that this engine's writers wait in (SQLite), or None (PostgreSQL, whose writers do not queue)."""
+    return _QUEUES.get(engine)
+
+
+class WriterQueue:
     """The queue SQLite writers wait in: a thread lock for this process's writers, then, when the database is a
     file, an exclusive `flock` on `<database>-writer.lock` shared with every other process on the database (the
     app's worker processes, the background worker, the command line).
@@ -162,15 +173,20 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, lock_path: Path |
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
-    writers = _WriterQueue(lock_path, timeout_s=max(busy_timeout_ms / 1000, 0.001))
+    writers = WriterQueue(lock_path, timeout_s=max(busy_timeout_ms / 1000, 0.001))
+    _QUEUES[engine] = writers
     event.listen(engine, "engine_disposed", lambda _engine: writers.close())
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # A write request takes the write lock up front: upgrading a read snapshot later fails at once
         # ("database is locked") when another writer committed in between, whatever the busy timeout.
-        if not connection.get_execution_options().get("kotacerdas_write", False):
+        write = connection.get_execution_options().get(WRITE_OPTION, False)
+        if not write:
             connection.exec_driver_sql("BEGIN")
+            return
+        if write == HELD:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
             return
         writers.acquire()
         connection.info[_WRITER_LOCK] = writers
@@ -241,7 +257,10 @@ def insert_row(session: Session, model: type[ModelT], **values: Any) -> ModelT:
     result = session.connection().execute(_insert_statement(table), row)
     for column, key in zip(table.primary_key.columns, result.inserted_primary_key, strict=True):
         row[column.key] = key
-    instance = model(**row)
+    # Filled in as a load fills it (the state's dict, no attribute events): the declarative constructor's
+    # instrumented setters cost more than the INSERT itself.
+    instance = sa.inspect(model).class_manager.new_instance()
+    instance.__dict__.update(row)
     make_transient_to_detached(instance)
     session.add(instance)
     return instance

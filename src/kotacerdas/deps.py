@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -16,7 +21,8 @@ from kotacerdas.accounts.enums import Permission
 from kotacerdas.accounts.models import User
 from kotacerdas.accounts.security import csrf_matches, csrf_token
 from kotacerdas.config import Settings
-from kotacerdas.errors import CsrfFailed, NotAuthenticated
+from kotacerdas.db import HELD, WRITE_OPTION, WriterQueue, writer_queue
+from kotacerdas.errors import Busy, CsrfFailed, NotAuthenticated
 from kotacerdas.i18n import _
 
 log = logging.getLogger("kotacerdas")
@@ -34,24 +40,89 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed before the response is sent, rolled back on any error."""
+@dataclass
+class _Gates:
+    """Thread limits of one app's request transactions (anyio limiters belong to the running event loop)."""
+
+    # One thread at a time waits for SQLite's writer queue; the other writers wait in this limiter's FIFO queue,
+    # on the event loop, holding no thread. A writer that waited in a pool thread held that thread while the
+    # writer before it needed one for its next step: with 40 writers at once (the pool's size) every thread
+    # waited, and nothing moved until the lock's timeout (bench/reports_submit.py at 60 connections: 1.6/s, 500s).
+    queue: anyio.CapacityLimiter
+    # Commits and rollbacks have threads of their own, so a request holding the writer queue can always end.
+    finish: anyio.CapacityLimiter
+
+
+def _gates(request: Request) -> _Gates:
+    # Made in the event loop that serves the app (limiters wait on that loop's futures); tests start a loop per client.
+    loop = asyncio.get_running_loop()
+    held = getattr(request.app.state, "transaction_gates", None)
+    if held is None or held[0] is not loop:
+        held = request.app.state.transaction_gates = (loop, _Gates(anyio.CapacityLimiter(1), anyio.CapacityLimiter(16)))
+    return held[1]
+
+
+def _begin_write(session: Session, writers: WriterQueue) -> None:
+    try:
+        writers.acquire()
+    except sqlite3.OperationalError:
+        raise Busy(_("The server is busy. Please try again in a moment."), headers={"Retry-After": "5"}) from None
+    try:
+        session.connection(execution_options={WRITE_OPTION: HELD})
+    except BaseException:
+        writers.release()
+        raise
+
+
+def _roll_back(request: Request, session: Session) -> None:
+    # The error page still shows who is logged in: keep the user's loaded values out of the rollback's expiry.
+    user = request.state._state.get("current_user")
+    if user is not None and user in session:
+        session.expunge(user)
+    session.rollback()
+
+
+def _end(request: Request, session: Session, writers: WriterQueue | None, *, commit: bool) -> None:
+    try:
+        if not commit:
+            _roll_back(request, session)
+            return
+        try:
+            session.commit()
+        except BaseException:
+            _roll_back(request, session)
+            raise
+        _run_housekeeping(request, session)
+    finally:
+        try:
+            session.close()
+        finally:
+            if writers is not None:
+                writers.release()
+
+
+async def _in_thread(limiter: anyio.CapacityLimiter, call: Callable[[], None]) -> None:
+    # Shielded: a request cancelled (its client gone) still ends its transaction and gives the writer queue back.
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(call, limiter=limiter)
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One transaction per request: committed before the response is sent, rolled back on any error.
+
+    A write request on SQLite first waits its turn in the writer queue (db.py), without holding a thread, and
+    keeps it until its commit: the transaction then begins with the lock it needs to write."""
+    gates = _gates(request)
     session = request.app.state.sessionmaker()
-    if request.method not in SAFE_METHODS:
-        session.connection(execution_options={"kotacerdas_write": True})
+    writers = writer_queue(request.app.state.engine) if request.method not in SAFE_METHODS else None
+    if writers is not None:
+        await _in_thread(gates.queue, partial(_begin_write, session, writers))
     try:
         yield session
-        session.commit()
-        _run_housekeeping(request, session)
     except BaseException:
-        # The error page still shows who is logged in: keep the user's loaded values out of the rollback's expiry.
-        user = request.state._state.get("current_user")
-        if user is not None and user in session:
-            session.expunge(user)
-        session.rollback()
+        await _in_thread(gates.finish, partial(_end, request, session, writers, commit=False))
         raise
-    finally:
-        session.close()
+    await _in_thread(gates.finish, partial(_end, request, session, writers, commit=True))
 
 
 def defer_housekeeping(request: Request, write: Callable[[Session], None]) -> None:

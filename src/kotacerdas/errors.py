@@ -71,3 +71,10 @@ class RateLimited(DomainError):
 
     status_code = 429
     slug = "too-many-requests"
+
+
+class Busy(DomainError):
+    """The database stayed busy with other writers for longer than the configured wait; try again shortly."""
+
+    status_code = 503
+    slug = "busy"

@@ -281,6 +281,14 @@ def subscribed(events: list[str], event: str) -> bool:
     return False
 
 
+# Built once, as rows rather than objects: every report submission asks, and most find no endpoint.
+_ACTIVE_ENDPOINTS = (
+    sa.select(WebhookEndpoint.id, WebhookEndpoint.url, WebhookEndpoint.events)
+    .where(WebhookEndpoint.active.is_(True))
+    .order_by(WebhookEndpoint.id)
+)
+
+
 def queue_webhooks(
     session: Session, *, event: str, payload: dict | Callable[[], dict], dedupe_key: str | None = None
 ) -> int:
@@ -293,13 +301,7 @@ def queue_webhooks(
     if not EVENT_NAME.match(event or "") or len(event) > 100:
         raise ValueError(f"webhook event names are dotted lower-case words: {event!r}")
     dedupe_key = _check_dedupe_key(dedupe_key)
-    endpoints = [
-        endpoint
-        for endpoint in session.scalars(
-            sa.select(WebhookEndpoint).where(WebhookEndpoint.active.is_(True)).order_by(WebhookEndpoint.id)
-        )
-        if subscribed(endpoint.events, event)
-    ]
+    endpoints = [endpoint for endpoint in session.execute(_ACTIVE_ENDPOINTS) if subscribed(endpoint.events, event)]
     if not endpoints:
         return 0
     document = json.loads(json.dumps(payload() if callable(payload) else payload, default=_json_default))

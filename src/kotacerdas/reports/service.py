@@ -217,20 +217,29 @@ class SubmittedReport:
     preloaded: Preloaded
 
 
+# Built once: building a statement and its cache key on every submission cost more than running it.
+# Counting stops at the limit: past it the exact number does not matter, and the index range is not walked.
+_RECENT_FROM_CLIENT = sa.select(sa.func.count()).select_from(
+    sa.select(Report.id)
+    .where(Report.client_key == sa.bindparam("key"), Report.created_at >= sa.bindparam("since"))
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+    .subquery()
+)
+_CATEGORY_WITH_AGENCY = sa.select(ReportCategory, Agency.name).outerjoin(Agency, Agency.id == ReportCategory.agency_id)
+_CATEGORY_BY_ID = _CATEGORY_WITH_AGENCY.where(ReportCategory.id == sa.bindparam("category_id"))
+_CATEGORY_BY_CODE = _CATEGORY_WITH_AGENCY.where(ReportCategory.code == sa.bindparam("category_code"))
+
+
 def check_rate_limit(session: Session, *, settings: Settings, ip: str | None, now: datetime | None = None) -> None:
     """Refuse a submission when this address has sent the hourly maximum already."""
     key = client_key(settings, ip)
     if key is None:
         return
     since = (now or utcnow()) - RATE_LIMIT_WINDOW
-    # Counting stops at the limit: past it the exact number does not matter, and the index range is not walked.
-    recent = session.scalar(
-        sa.select(sa.func.count()).select_from(
-            sa.select(Report.id)
-            .where(Report.client_key == key, Report.created_at >= since)
-            .limit(settings.reports_per_ip_per_hour)
-            .subquery()
-        )
+    recent = (
+        session.connection()
+        .execute(_RECENT_FROM_CLIENT, {"key": key, "since": since, "limit": settings.reports_per_ip_per_hour})
+        .scalar()
     )
     if (recent or 0) >= settings.reports_per_ip_per_hour:
         raise RateLimited(
@@ -288,9 +297,11 @@ def submit_report(
     if category_id is None and not category_code:
         raise _invalid(_("Choose a category."), "category", "required")
     found = session.execute(
-        sa.select(ReportCategory, Agency.name)
-        .outerjoin(Agency, Agency.id == ReportCategory.agency_id)
-        .where(ReportCategory.id == category_id if category_id is not None else ReportCategory.code == category_code)
+        *(
+            (_CATEGORY_BY_ID, {"category_id": category_id})
+            if category_id is not None
+            else (_CATEGORY_BY_CODE, {"category_code": category_code})
+        )
     ).first()
     if found is None or not found[0].active:
         raise _invalid(_("Unknown report category."), "category", "unknown")
