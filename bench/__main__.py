@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 # Modules of bench/ that are shared helpers, not benchmarks.
-HELPERS = ("common", "reports_data", "assets_data")
+HELPERS = ("common", "reports_data", "assets_data", "server")
 
 
 def available() -> list[str]:

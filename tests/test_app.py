@@ -22,7 +22,7 @@ from kotacerdas.accounts import service as accounts
 from kotacerdas.accounts.models import ApiToken
 from kotacerdas.app import create_app
 from kotacerdas.config import Settings
-from kotacerdas.db import Base, make_engine
+from kotacerdas.db import HOLDING_WRITER_QUEUE, Base, make_engine, writer_queue
 from kotacerdas.deps import SessionDep
 from kotacerdas.problems import PROBLEM_MEDIA_TYPE
 
@@ -246,6 +246,34 @@ def test_concurrent_writes_all_succeed(settings, api_token):
 
     assert statuses == [201] * (CLIENTS * REQUESTS), Counter(statuses)
     assert count_tokens(settings) == 1 + CLIENTS * REQUESTS  # the fixture's token and every acknowledged one
+
+
+def test_a_write_request_begins_writing_with_the_queue_it_waited_for(app, backend):
+    """On SQLite a write request takes the writer queue before its first thread; its transaction then begins with
+    the write lock (BEGIN IMMEDIATE) without queueing again, and the queue is free once the answer is out."""
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL has no writer queue")
+    seen = {}
+
+    @app.post("/api/test-queue", include_in_schema=False)
+    def probe(db: SessionDep) -> dict:
+        seen["holding"] = HOLDING_WRITER_QUEUE.get()
+        db.execute(sa.text("SELECT 1"))
+        seen["in_transaction"] = db.connection().connection.driver_connection.in_transaction
+        return {}
+
+    @app.get("/api/test-queue", include_in_schema=False)
+    def read(db: SessionDep) -> dict:
+        seen["reading"] = HOLDING_WRITER_QUEUE.get()
+        return {}
+
+    with TestClient(app) as client:
+        assert client.post("/api/test-queue").status_code == 200
+        assert client.get("/api/test-queue").status_code == 200
+    queue = writer_queue(app.state.engine)
+    assert seen == {"holding": True, "in_transaction": True, "reading": False}
+    queue.acquire()  # free again (it would wait for the busy timeout and raise otherwise)
+    queue.release()
 
 
 def test_more_writers_at_once_than_pool_threads_all_succeed(settings, api_token):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import fcntl
 import functools
 import os
@@ -72,6 +73,12 @@ class UTCDateTime(sa.TypeDecorator):
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
+# Connections per process and engine. Web requests hold at most REQUEST_CONNECTIONS of them at once
+# (deps.get_session waits for one on the event loop); the rest serve the worker thread and the background loads.
+POOL_SIZE, POOL_OVERFLOW = 10, 10
+REQUEST_CONNECTIONS = 16
+
+
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     """Create the engine for the configured database; SQLite gets WAL, foreign keys and full sync."""
     url = settings.sqlalchemy_url
@@ -79,18 +86,23 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
         db_path = sa.engine.make_url(url).database
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        if db_path and db_path != ":memory:":
+            kwargs = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, **kwargs}
         engine = sa.create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         lock_path = Path(f"{db_path}-writer.lock") if db_path and db_path != ":memory:" else None
         _configure_sqlite(engine, busy_timeout_ms=settings.sqlite_busy_timeout_ms, lock_path=lock_path)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+    return sa.create_engine(
+        url, pool_pre_ping=True, **{"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, **kwargs}
+    )
 
 
 _WRITER_LOCK = "kotacerdas_writer_lock"
-# The execution option of a connection whose transaction writes: True takes the writer queue at BEGIN; HELD says the
-# caller holds it already (a web request waits for it before its first thread, see deps.get_session).
+# The execution option of a connection whose transaction writes: it takes the writer queue at BEGIN.
 WRITE_OPTION = "kotacerdas_write"
-HELD = "held"
+# Set while a web request holds the writer queue (it waits for it before its first thread, see deps.get_session):
+# its transactions begin writing without taking the queue again. Worker threads get it with the request's context.
+HOLDING_WRITER_QUEUE: contextvars.ContextVar[bool] = contextvars.ContextVar("kotacerdas_writer_queue", default=False)
 _QUEUES: weakref.WeakKeyDictionary[Engine, WriterQueue] = weakref.WeakKeyDictionary()
 
 
@@ -181,12 +193,11 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, lock_path: Path |
     def _on_begin(connection: Any) -> None:
         # A write request takes the write lock up front: upgrading a read snapshot later fails at once
         # ("database is locked") when another writer committed in between, whatever the busy timeout.
-        write = connection.get_execution_options().get(WRITE_OPTION, False)
-        if not write:
-            connection.exec_driver_sql("BEGIN")
-            return
-        if write == HELD:
+        if HOLDING_WRITER_QUEUE.get():
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        if not connection.get_execution_options().get(WRITE_OPTION, False):
+            connection.exec_driver_sql("BEGIN")
             return
         writers.acquire()
         connection.info[_WRITER_LOCK] = writers

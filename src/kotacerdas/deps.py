@@ -21,7 +21,7 @@ from kotacerdas.accounts.enums import Permission
 from kotacerdas.accounts.models import User
 from kotacerdas.accounts.security import csrf_matches, csrf_token
 from kotacerdas.config import Settings
-from kotacerdas.db import HELD, WRITE_OPTION, WriterQueue, writer_queue
+from kotacerdas.db import HOLDING_WRITER_QUEUE, REQUEST_CONNECTIONS, WriterQueue, writer_queue
 from kotacerdas.errors import Busy, CsrfFailed, NotAuthenticated
 from kotacerdas.i18n import _
 
@@ -42,14 +42,16 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 @dataclass
 class _Gates:
-    """Thread limits of one app's request transactions (anyio limiters belong to the running event loop)."""
+    """Where one app's requests wait for their database turn: on the event loop, holding no thread. A request that
+    waited in a pool thread held that thread while the request it waited for needed one for its next step; with
+    more requests at once than threads (anyio's 40), every thread waited and nothing moved until a timeout
+    (tests/test_app.py: 60 writers at once)."""
 
-    # One thread at a time waits for SQLite's writer queue; the other writers wait in this limiter's FIFO queue,
-    # on the event loop, holding no thread. A writer that waited in a pool thread held that thread while the
-    # writer before it needed one for its next step: with 40 writers at once (the pool's size) every thread
-    # waited, and nothing moved until the lock's timeout (bench/reports_submit.py at 60 connections: 1.6/s, 500s).
-    queue: anyio.CapacityLimiter
-    # Commits and rollbacks have threads of their own, so a request holding the writer queue can always end.
+    # SQLite's writer queue: one thread at a time waits for it, the other writers wait in this FIFO.
+    writers: anyio.CapacityLimiter
+    # Pooled connections: a request holds one from its first query to its end (db.REQUEST_CONNECTIONS).
+    connections: anyio.CapacityLimiter
+    # Commits and rollbacks have threads of their own, so that a request holding a connection can always end.
     finish: anyio.CapacityLimiter
 
 
@@ -58,20 +60,16 @@ def _gates(request: Request) -> _Gates:
     loop = asyncio.get_running_loop()
     held = getattr(request.app.state, "transaction_gates", None)
     if held is None or held[0] is not loop:
-        held = request.app.state.transaction_gates = (loop, _Gates(anyio.CapacityLimiter(1), anyio.CapacityLimiter(16)))
+        gates = _Gates(anyio.CapacityLimiter(1), anyio.CapacityLimiter(REQUEST_CONNECTIONS), anyio.CapacityLimiter(16))
+        held = request.app.state.transaction_gates = (loop, gates)
     return held[1]
 
 
-def _begin_write(session: Session, writers: WriterQueue) -> None:
+def _take_writer_queue(writers: WriterQueue) -> None:
     try:
         writers.acquire()
     except sqlite3.OperationalError:
         raise Busy(_("The server is busy. Please try again in a moment."), headers={"Retry-After": "5"}) from None
-    try:
-        session.connection(execution_options={WRITE_OPTION: HELD})
-    except BaseException:
-        writers.release()
-        raise
 
 
 def _roll_back(request: Request, session: Session) -> None:
@@ -82,7 +80,7 @@ def _roll_back(request: Request, session: Session) -> None:
     session.rollback()
 
 
-def _end(request: Request, session: Session, writers: WriterQueue | None, *, commit: bool) -> None:
+def _end(request: Request, session: Session, *, commit: bool) -> None:
     try:
         if not commit:
             _roll_back(request, session)
@@ -94,15 +92,11 @@ def _end(request: Request, session: Session, writers: WriterQueue | None, *, com
             raise
         _run_housekeeping(request, session)
     finally:
-        try:
-            session.close()
-        finally:
-            if writers is not None:
-                writers.release()
+        session.close()
 
 
 async def _in_thread(limiter: anyio.CapacityLimiter, call: Callable[[], None]) -> None:
-    # Shielded: a request cancelled (its client gone) still ends its transaction and gives the writer queue back.
+    # Shielded: a request cancelled (its client gone) still ends its transaction and gives back what it holds.
     with anyio.CancelScope(shield=True):
         await anyio.to_thread.run_sync(call, limiter=limiter)
 
@@ -110,19 +104,34 @@ async def _in_thread(limiter: anyio.CapacityLimiter, call: Callable[[], None]) -
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """One transaction per request: committed before the response is sent, rolled back on any error.
 
-    A write request on SQLite first waits its turn in the writer queue (db.py), without holding a thread, and
-    keeps it until its commit: the transaction then begins with the lock it needs to write."""
+    The request first waits for a pooled connection and, when it writes on SQLite, for its turn in the writer queue
+    (db.py), both on the event loop; it keeps them until its transaction ends."""
     gates = _gates(request)
-    session = request.app.state.sessionmaker()
     writers = writer_queue(request.app.state.engine) if request.method not in SAFE_METHODS else None
-    if writers is not None:
-        await _in_thread(gates.queue, partial(_begin_write, session, writers))
+    holder = object()
+    with anyio.CancelScope(shield=True):
+        if writers is not None:
+            await anyio.to_thread.run_sync(_take_writer_queue, writers, limiter=gates.writers)
+        try:
+            await gates.connections.acquire_on_behalf_of(holder)
+        except BaseException:
+            if writers is not None:
+                writers.release()
+            raise
+    holding = HOLDING_WRITER_QUEUE.set(True) if writers is not None else None
     try:
-        yield session
-    except BaseException:
-        await _in_thread(gates.finish, partial(_end, request, session, writers, commit=False))
-        raise
-    await _in_thread(gates.finish, partial(_end, request, session, writers, commit=True))
+        session = request.app.state.sessionmaker()
+        try:
+            yield session
+        except BaseException:
+            await _in_thread(gates.finish, partial(_end, request, session, commit=False))
+            raise
+        await _in_thread(gates.finish, partial(_end, request, session, commit=True))
+    finally:
+        if holding is not None:
+            HOLDING_WRITER_QUEUE.reset(holding)
+            writers.release()
+        gates.connections.release_on_behalf_of(holder)
 
 
 def defer_housekeeping(request: Request, write: Callable[[Session], None]) -> None:
