@@ -142,6 +142,24 @@ class WriterQueue:
             self._thread_lock.release()
             raise
 
+    def try_acquire(self) -> bool:
+        """Take the queue if it is free right now, without waiting (from the event loop)."""
+        if not self._thread_lock.acquire(blocking=False):
+            return False
+        if self._lock_path is None:
+            return True
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            self._thread_lock.release()
+            return False
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
     @staticmethod
     def _wait_for_file_lock(fd: int, deadline: float) -> None:
         # Polled every half millisecond rather than blocking, so that the wait has the busy timeout's bound. It is

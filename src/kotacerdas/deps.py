@@ -47,7 +47,8 @@ class _Gates:
     more requests at once than threads (anyio's 40), every thread waited and nothing moved until a timeout
     (tests/test_app.py: 60 writers at once)."""
 
-    # SQLite's writer queue: one thread at a time waits for it, the other writers wait in this FIFO.
+    # SQLite's writer queue: this app's write requests pass one at a time, in order; the one whose turn it is takes
+    # the queue at once when it is free (no thread), else waits for it in a thread (a job or another process has it).
     writers: anyio.CapacityLimiter
     # Pooled connections: a request holds one from its first query to its end (db.REQUEST_CONNECTIONS).
     connections: anyio.CapacityLimiter
@@ -101,6 +102,23 @@ async def _in_thread(limiter: anyio.CapacityLimiter, call: Callable[[], None]) -
         await anyio.to_thread.run_sync(call, limiter=limiter)
 
 
+async def _take_writers_turn(gates: _Gates, writers: WriterQueue, holder: object) -> None:
+    await gates.writers.acquire_on_behalf_of(holder)
+    try:
+        if not writers.try_acquire():
+            await anyio.to_thread.run_sync(_take_writer_queue, writers, limiter=gates.finish)
+    except BaseException:
+        gates.writers.release_on_behalf_of(holder)
+        raise
+
+
+def _give_writers_turn(gates: _Gates, writers: WriterQueue, holder: object) -> None:
+    try:
+        writers.release()
+    finally:
+        gates.writers.release_on_behalf_of(holder)
+
+
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """One transaction per request: committed before the response is sent, rolled back on any error.
 
@@ -111,12 +129,12 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     holder = object()
     with anyio.CancelScope(shield=True):
         if writers is not None:
-            await anyio.to_thread.run_sync(_take_writer_queue, writers, limiter=gates.writers)
+            await _take_writers_turn(gates, writers, holder)
         try:
             await gates.connections.acquire_on_behalf_of(holder)
         except BaseException:
             if writers is not None:
-                writers.release()
+                _give_writers_turn(gates, writers, holder)
             raise
     holding = HOLDING_WRITER_QUEUE.set(True) if writers is not None else None
     try:
@@ -130,7 +148,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     finally:
         if holding is not None:
             HOLDING_WRITER_QUEUE.reset(holding)
-            writers.release()
+            _give_writers_turn(gates, writers, holder)
         gates.connections.release_on_behalf_of(holder)
 
 
