@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import openpyxl
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from conftest import TEST_ACTOR, assert_problem, bearer, csrf_from, new_api_token, post_login, row_count, stored
 from kotacerdas.accounts.models import AuditEntry
-from kotacerdas.assets import service, transfer
+from kotacerdas.assets import service, transfer, validation
 from kotacerdas.assets.models import Asset, AssetExternalId, AssetInspection
 from kotacerdas.errors import InvalidInput, PermissionDenied
 
@@ -202,6 +202,21 @@ def test_an_older_condition_is_recorded_without_replacing_the_current_one(seeded
     assert result.inspections == 1
     light = stored(session, sa.select(Asset).where(Asset.name == "PJU"))
     assert (light.condition, light.condition_on) == ("berfungsi", date(2026, 9, 1))
+
+
+def test_the_inspection_date_is_checked_against_the_regencys_today_not_the_servers(
+    seeded, session, settings, tmp_path, monkeypatch
+):
+    # 20:00 UTC on 28 November is already 29 November in Musi Rawas (WIB): an export written then carries the 29th.
+    monkeypatch.setattr(validation, "utcnow", lambda: datetime(2026, 11, 28, 20, 0, tzinfo=UTC))
+    lat, lon = INSIDE
+    text = (
+        "type,name,lat,lon,condition,condition_on,id.simbada\n"
+        f"pju,PJU Hari Ini,{lat},{lon},Berfungsi,2026-11-29,P-1\n"
+        f"pju,PJU Besok,{lat},{lon + 0.001},Berfungsi,2026-11-30,P-2\n"
+    )
+    result = run_import(session, settings, write(tmp_path, text), dry_run=True)
+    assert reasons(result) == {(3, "condition_on", "future")}
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ from kotacerdas.assets.schemas import (
     RegionRef,
 )
 from kotacerdas.assets.types import get_type, list_types, seed_default_types, type_name
-from kotacerdas.assets.validation import AssetCleaner, RawAsset
+from kotacerdas.assets.validation import AssetCleaner, RawAsset, local_today
 from kotacerdas.config import Settings
 from kotacerdas.db import MAX_INT_ID, utcnow
 from kotacerdas.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -118,11 +118,6 @@ def _check_no_nul(value: Any, field: str) -> None:
 
 def _archived() -> Conflict:
     return Conflict(_("The asset is archived; restore it first."), errors=[{"field": "active", "reason": "archived"}])
-
-
-def local_today(settings: Settings) -> date:
-    """Today in the regency's zone (an inspection date is a local date)."""
-    return utcnow().astimezone(settings.zone).date()
 
 
 def condition_read(value: str | None, locale: str | None = None) -> ConditionRead | None:

@@ -20,6 +20,7 @@ from kotacerdas.assets import geometry as geometries
 from kotacerdas.assets.enums import Condition, ConditionScale
 from kotacerdas.assets.models import AssetType
 from kotacerdas.config import Settings
+from kotacerdas.db import utcnow
 from kotacerdas.errors import InvalidInput
 from kotacerdas.i18n import _
 from kotacerdas.regions import service as regions
@@ -29,6 +30,12 @@ ADDRESS_MAX = 300
 DESCRIPTION_MAX = 4000
 EXTERNAL_SYSTEM_MAX = 40
 EXTERNAL_VALUE_MAX = 100
+
+
+def local_today(settings: Settings) -> date:
+    """Today in the regency's zone: an inspection date is a local date, and at 19:00 UTC it is already tomorrow in
+    Musi Rawas (WIB), so the machine's `date.today()` would call today's inspections future ones."""
+    return utcnow().astimezone(settings.zone).date()
 
 
 @dataclass
@@ -216,7 +223,7 @@ class AssetCleaner:
                     checked = geometries.check(raw.geometry, kind=kind.geometry_kind)
                 except geometries.GeometryError as error:
                     errors.append(FieldError("geometry", error.reason, error.message))
-            if raw.condition_on is not None and raw.condition_on > date.today():
+            if raw.condition_on is not None and raw.condition_on > local_today(self.settings):
                 errors.append(FieldError("condition_on", "future", _("The inspection date is in the future.")))
             staged.append((values, checked, errors))
 
