@@ -34,10 +34,14 @@ def test_the_menu_follows_permissions(client, staff):
     log_in_as(client, staff, "pupr_staff")
     menu = client.get("/konsol").text
     assert 'href="/konsol/aset"' in menu and 'href="/konsol/jenis-aset"' not in menu
+    assert 'href="/konsol/aset/impor"' not in client.get("/konsol/aset").text
 
     log_in_as(client, staff, "admin")
     menu = client.get("/konsol").text
     assert 'href="/konsol/aset"' in menu and 'href="/konsol/jenis-aset"' in menu
+    # The import page is reached from the registry's list, for those who may import.
+    listing = client.get("/konsol/aset")
+    assert listing.status_code == 200 and 'href="/konsol/aset/impor"' in listing.text
 
     log_in_as(client, staff, "pimpinan")
     assert 'href="/konsol/aset"' not in client.get("/konsol").text

@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
+from kotacerdas.accounts import service as accounts
 from kotacerdas.accounts.enums import Permission, Role
 from kotacerdas.accounts.models import User
 from kotacerdas.agencies import service as agencies
@@ -162,6 +163,7 @@ def assets_page(
             "agency_options": [(a.id, a.short_name) for a in agencies.list_agency_choices(session)],
             "proposals": _proposal_rows(session, proposals),
             "may_create": bool(_editable_agencies(session, user)),
+            "may_import": accounts.user_can(user, Permission.ASSETS_IMPORT),
         },
     )
 
