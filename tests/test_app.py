@@ -22,8 +22,8 @@ from kotacerdas.accounts import service as accounts
 from kotacerdas.accounts.models import ApiToken
 from kotacerdas.app import create_app
 from kotacerdas.config import Settings
-from kotacerdas.db import HOLDING_WRITER_QUEUE, Base, make_engine, writer_queue
-from kotacerdas.deps import SessionDep
+from kotacerdas.db import HOLDING_WRITER_QUEUE, LATE_WRITES, Base, begin_writes, make_engine, writer_queue
+from kotacerdas.deps import LateWriteSessionDep, SessionDep
 from kotacerdas.problems import PROBLEM_MEDIA_TYPE
 
 SECURITY_HEADERS = {
@@ -274,6 +274,57 @@ def test_a_write_request_begins_writing_with_the_queue_it_waited_for(app, backen
     assert seen == {"holding": True, "in_transaction": True, "reading": False}
     queue.acquire()  # free again (it would wait for the busy timeout and raise otherwise)
     queue.release()
+
+
+def test_a_late_writer_reads_while_another_writes_and_writes_holding_the_queue(app, backend, settings):
+    """A request on `LateWriteSessionDep` reads without the writer queue (another writer holding it does not delay
+    it) and, from `begin_writes`, writes in a transaction that holds the queue until it commits."""
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL has no writer queue")
+    queue = writer_queue(app.state.engine)
+    seen = {}
+
+    @app.post("/api/test-late/{write}", include_in_schema=False)
+    def probe(db: LateWriteSessionDep, write: int) -> dict:
+        db.execute(sa.text("SELECT count(*) FROM users")).scalar()
+        seen["read"] = True
+        if write:
+            begin_writes(db)
+            seen["queue_taken_by_this_request"] = not queue.try_acquire()
+            db.execute(sa.text("CREATE TABLE late_probe (n INTEGER)"))
+            db.execute(sa.text("INSERT INTO late_probe VALUES (1)"))
+        return {}
+
+    with TestClient(app) as client:
+        queue.acquire()  # another writer (a job, another process) holds the database
+        try:
+            assert client.post("/api/test-late/0").status_code == 200
+        finally:
+            queue.release()
+        assert client.post("/api/test-late/1").status_code == 200
+    assert seen == {"read": True, "queue_taken_by_this_request": True}
+    queue.acquire()  # given back when the request's transaction ended
+    queue.release()
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT n FROM late_probe")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_begin_writes_refuses_a_session_that_already_wrote(app, backend):
+    if backend != "sqlite":
+        pytest.skip("begin_writes does nothing on PostgreSQL")
+    session = app.state.sessionmaker()
+    session.info[LATE_WRITES] = True
+    try:
+        session.add(ApiToken(user_id=1, name="x", token_hash="h", prefix="p"))
+        with pytest.raises(RuntimeError):
+            begin_writes(session)
+    finally:
+        session.rollback()
+        session.close()
 
 
 def test_more_writers_at_once_than_pool_threads_all_succeed(settings, api_token):

@@ -21,6 +21,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached, sessionmaker
 
 from kotacerdas.config import Settings
+from kotacerdas.errors import Busy
+from kotacerdas.i18n import _
 
 # Fixed constraint names so that Alembic batch migrations can find them again on SQLite.
 NAMING_CONVENTION = {
@@ -104,6 +106,9 @@ WRITE_OPTION = "kotacerdas_write"
 # its transactions begin writing without taking the queue again. Worker threads get it with the request's context.
 HOLDING_WRITER_QUEUE: contextvars.ContextVar[bool] = contextvars.ContextVar("kotacerdas_writer_queue", default=False)
 _QUEUES: weakref.WeakKeyDictionary[Engine, WriterQueue] = weakref.WeakKeyDictionary()
+# Session.info key of a web request that reads first and takes the writer queue only at `begin_writes`
+# (deps.LateWriteSessionDep, on SQLite).
+LATE_WRITES = "kotacerdas_late_writes"
 
 
 def writer_queue(engine: Engine) -> WriterQueue | None:
@@ -232,6 +237,28 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, lock_path: Path |
         lock = record.info.pop(_WRITER_LOCK, None) if record is not None else None
         if lock is not None:
             lock.release()
+
+
+def begin_writes(session: Session) -> None:
+    """Where a read-then-write request starts writing: its reads and checks are done, its writes follow.
+
+    On a session of `deps.LateWriteSessionDep` on SQLite, the read snapshot ends (what was read stays in hand:
+    sessions do not expire on commit) and a transaction holding the writer queue begins, waiting in this thread for
+    it; the queue is given back when the transaction ends. So a busy submission holds the queue for its writes and
+    commit only, and the app's other processes write while it validates and locates (bench/reports_submit.py).
+    Anything read before may be a moment old: read what must be exact (a count that enforces a limit) after this.
+    Everywhere else (PostgreSQL, a session that already writes, a script) it does nothing."""
+    if not session.info.pop(LATE_WRITES, False):
+        return
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("begin_writes() after a write: the writes would not hold SQLite's writer queue")
+    session.commit()
+    try:
+        session.connection(execution_options={WRITE_OPTION: True})
+    except (sqlite3.OperationalError, sa.exc.OperationalError) as error:
+        if "locked" not in str(error):
+            raise
+        raise Busy(_("The server is busy. Please try again in a moment."), headers={"Retry-After": "5"}) from None
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

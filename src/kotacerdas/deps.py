@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated
@@ -21,7 +22,7 @@ from kotacerdas.accounts.enums import Permission
 from kotacerdas.accounts.models import User
 from kotacerdas.accounts.security import csrf_matches, csrf_token
 from kotacerdas.config import Settings
-from kotacerdas.db import HOLDING_WRITER_QUEUE, REQUEST_CONNECTIONS, WriterQueue, writer_queue
+from kotacerdas.db import HOLDING_WRITER_QUEUE, LATE_WRITES, REQUEST_CONNECTIONS, WriterQueue, writer_queue
 from kotacerdas.errors import Busy, CsrfFailed, NotAuthenticated
 from kotacerdas.i18n import _
 
@@ -119,13 +120,12 @@ def _give_writers_turn(gates: _Gates, writers: WriterQueue, holder: object) -> N
         gates.writers.release_on_behalf_of(holder)
 
 
-async def get_session(request: Request) -> AsyncIterator[Session]:
-    """One transaction per request: committed before the response is sent, rolled back on any error.
-
-    The request first waits for a pooled connection and, when it writes on SQLite, for its turn in the writer queue
-    (db.py), both on the event loop; it keeps them until its transaction ends."""
+@asynccontextmanager
+async def _request_session(request: Request, *, late_writes: bool) -> AsyncIterator[Session]:
     gates = _gates(request)
-    writers = writer_queue(request.app.state.engine) if request.method not in SAFE_METHODS else None
+    queue = writer_queue(request.app.state.engine) if request.method not in SAFE_METHODS else None
+    # A late writer takes the queue itself, in its thread, at db.begin_writes.
+    writers = None if late_writes else queue
     holder = object()
     with anyio.CancelScope(shield=True):
         if writers is not None:
@@ -139,6 +139,8 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     holding = HOLDING_WRITER_QUEUE.set(True) if writers is not None else None
     try:
         session = request.app.state.sessionmaker()
+        if late_writes and queue is not None:
+            session.info[LATE_WRITES] = True
         try:
             yield session
         except BaseException:
@@ -150,6 +152,23 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
             HOLDING_WRITER_QUEUE.reset(holding)
             _give_writers_turn(gates, writers, holder)
         gates.connections.release_on_behalf_of(holder)
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One transaction per request: committed before the response is sent, rolled back on any error.
+
+    The request first waits for a pooled connection and, when it writes on SQLite, for its turn in the writer queue
+    (db.py), both on the event loop; it keeps them until its transaction ends."""
+    async with _request_session(request, late_writes=False) as session:
+        yield session
+
+
+async def get_late_write_session(request: Request) -> AsyncIterator[Session]:
+    """Like `get_session`, for a write request that reads and checks at length before it writes (a citizen's
+    submission): on SQLite it takes the writer queue only when the service calls `db.begin_writes`, so that the
+    app's other processes write while this one validates. The service must call it before its first write."""
+    async with _request_session(request, late_writes=True) as session:
+        yield session
 
 
 def defer_housekeeping(request: Request, write: Callable[[Session], None]) -> None:
@@ -173,6 +192,7 @@ def _run_housekeeping(request: Request, session: Session) -> None:
 
 # scope="function": the commit runs before the response goes out, so a 2xx always means "stored".
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+LateWriteSessionDep = Annotated[Session, Depends(get_late_write_session, scope="function")]
 
 
 def client_ip(request: Request) -> str:

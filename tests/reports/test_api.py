@@ -15,7 +15,7 @@ from PIL import Image
 from conftest import assert_problem, bearer, csrf_from, new_api_token, post_login, row_count, stored, translated
 from kotacerdas.accounts.service import Actor
 from kotacerdas.app import create_app
-from kotacerdas.db import utcnow
+from kotacerdas.db import utcnow, writer_queue
 from kotacerdas.reports import service
 from kotacerdas.reports.enums import ReportSource
 from kotacerdas.reports.models import Report, ReportCategory, ReportFollower, ReportPhoto, ResponseTemplate
@@ -204,6 +204,21 @@ def test_outside_the_kabupaten_is_explained_in_indonesian_by_default_and_in_engl
     assert english["detail"] == OUTSIDE_MESSAGE % region
     assert default["detail"] == translated(OUTSIDE_MESSAGE, "id") % region
     assert default["detail"] != english["detail"] and settings.region_name in default["detail"]
+
+
+def test_a_submission_is_checked_while_another_writer_holds_the_database(client, seeded, session, backend):
+    """A submission validates and locates before it takes SQLite's writer queue, so a bad one is answered at once
+    while a job or another process writes, and a good one is stored once the queue is free."""
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL has no writer queue")
+    queue = writer_queue(client.app.state.engine)
+    queue.acquire()
+    try:
+        assert_problem(client.post("/api/v1/reports", json=submission(lat=OUTSIDE[0], lon=OUTSIDE[1])), 422)
+    finally:
+        queue.release()
+    assert client.post("/api/v1/reports", json=submission()).status_code == 201
+    assert row_count(session, Report) == 1
 
 
 def test_a_failed_photo_after_a_good_one_leaves_no_report_and_no_file(client, seeded, session, settings):

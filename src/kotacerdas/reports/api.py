@@ -25,6 +25,7 @@ from kotacerdas.db import MAX_INT_ID
 from kotacerdas.deps import (
     CsrfChecked,
     CurrentUser,
+    LateWriteSessionDep,
     SessionDep,
     SettingsDep,
     actor_of,
@@ -278,7 +279,9 @@ def update_report_category(
     responses=BODY_RESPONSES,
 )
 @max_body(MAX_PHOTO_BODY_BYTES)
-def submit_report(request: Request, session: SessionDep, settings: SettingsDep, body: ReportSubmit) -> Response:
+def submit_report(
+    request: Request, session: LateWriteSessionDep, settings: SettingsDep, body: ReportSubmit
+) -> Response:
     """Send a report (no login); the answer holds its tracking code and the PIN, shown only this once."""
     locale = get_locale()
     submitted = service.submit_report(

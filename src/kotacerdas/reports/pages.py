@@ -22,7 +22,7 @@ from starlette.datastructures import FormData
 from kotacerdas import storage
 from kotacerdas.config import Settings
 from kotacerdas.db import MAX_INT_ID, utcnow
-from kotacerdas.deps import CsrfChecked, OptionalUser, SessionDep, SettingsDep, client_ip
+from kotacerdas.deps import CsrfChecked, LateWriteSessionDep, OptionalUser, SessionDep, SettingsDep, client_ip
 from kotacerdas.errors import DomainError, InvalidInput, NotFound
 from kotacerdas.i18n import _, get_locale
 from kotacerdas.pagination import PageRequest
@@ -387,7 +387,7 @@ def report_form(
 @router.post("/lapor", response_class=HTMLResponse, dependencies=[CsrfChecked])
 def submit_report(
     request: Request,
-    session: SessionDep,
+    session: LateWriteSessionDep,
     settings: SettingsDep,
     _user: OptionalUser,
     posted: PostedForm,

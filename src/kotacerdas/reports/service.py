@@ -30,7 +30,7 @@ from kotacerdas.accounts.service import Actor, clean_email, clean_text, record_c
 from kotacerdas.agencies import service as agencies
 from kotacerdas.agencies.models import Agency
 from kotacerdas.config import Settings
-from kotacerdas.db import insert_row, utcnow, w3c_text
+from kotacerdas.db import begin_writes, insert_row, utcnow, w3c_text
 from kotacerdas.errors import Conflict, InvalidInput, NotFound, PermissionDenied, RateLimited
 from kotacerdas.i18n import _, get_locale
 from kotacerdas.notifications import service as notifications
@@ -340,8 +340,6 @@ def submit_report(
     processed = photo_files.process_photos([item for item in photos or [] if item])
     if category.photo_required and not processed:
         raise _invalid(_("This category needs at least one photo."), "photos", "required")
-    check_rate_limit(session, settings=settings, ip=ip, now=now)
-
     desa_code = location.desa.code if location.desa else None
     kecamatan_code = location.kecamatan.code if location.kecamatan else None
     public_lat, public_lon = (
@@ -350,6 +348,12 @@ def submit_report(
         else (lat, lon)
     )
     pin = "".join(secrets.choice(PIN_ALPHABET) for _ in range(PIN_LENGTH))
+    verify_due_at = calendar(settings).add_working_days(now, settings.report_verify_days)
+
+    # Checked and prepared; from here on it writes (on SQLite, holding the writer queue). The rate limit is counted
+    # after, so that submissions sent at once from one address cannot all pass it.
+    begin_writes(session)
+    check_rate_limit(session, settings=settings, ip=ip, now=now)
     # Plain INSERTs, not the unit of work: a flush per row was a third of a submission (bench/reports_submit.py).
     report = insert_row(
         session,
@@ -382,7 +386,7 @@ def submit_report(
         confidential=bool(confidential),
         created_at=now,
         updated_at=now,
-        verify_due_at=calendar(settings).add_working_days(now, settings.report_verify_days),
+        verify_due_at=verify_due_at,
     )
     code = tracking_code(settings, year=now.astimezone(settings.zone).year, report_id=report.id)
     numbered = {"tracking_code": code, "reporter_pin_hash": _pin_hash(code, pin)}
