@@ -23,7 +23,7 @@ from kotacerdas.accounts.models import ApiToken
 from kotacerdas.app import create_app
 from kotacerdas.config import Settings
 from kotacerdas.db import HOLDING_WRITER_QUEUE, LATE_WRITES, Base, begin_writes, make_engine, writer_queue
-from kotacerdas.deps import LateWriteSessionDep, SessionDep
+from kotacerdas.deps import SessionDep, writes_late
 from kotacerdas.problems import PROBLEM_MEDIA_TYPE
 
 SECURITY_HEADERS = {
@@ -277,15 +277,16 @@ def test_a_write_request_begins_writing_with_the_queue_it_waited_for(app, backen
 
 
 def test_a_late_writer_reads_while_another_writes_and_writes_holding_the_queue(app, backend, settings):
-    """A request on `LateWriteSessionDep` reads without the writer queue (another writer holding it does not delay
-    it) and, from `begin_writes`, writes in a transaction that holds the queue until it commits."""
+    """A request to an endpoint marked `writes_late` reads without the writer queue (another writer holding it does
+    not delay it) and, from `begin_writes`, writes in a transaction that holds the queue until it commits."""
     if backend != "sqlite":
         pytest.skip("PostgreSQL has no writer queue")
     queue = writer_queue(app.state.engine)
     seen = {}
 
     @app.post("/api/test-late/{write}", include_in_schema=False)
-    def probe(db: LateWriteSessionDep, write: int) -> dict:
+    @writes_late
+    def probe(db: SessionDep, write: int) -> dict:
         db.execute(sa.text("SELECT count(*) FROM users")).scalar()
         seen["read"] = True
         if write:

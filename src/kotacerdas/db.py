@@ -107,7 +107,7 @@ WRITE_OPTION = "kotacerdas_write"
 HOLDING_WRITER_QUEUE: contextvars.ContextVar[bool] = contextvars.ContextVar("kotacerdas_writer_queue", default=False)
 _QUEUES: weakref.WeakKeyDictionary[Engine, WriterQueue] = weakref.WeakKeyDictionary()
 # Session.info key of a web request that reads first and takes the writer queue only at `begin_writes`
-# (deps.LateWriteSessionDep, on SQLite).
+# (an endpoint marked deps.writes_late, on SQLite).
 LATE_WRITES = "kotacerdas_late_writes"
 
 
@@ -242,12 +242,13 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, lock_path: Path |
 def begin_writes(session: Session) -> None:
     """Where a read-then-write request starts writing: its reads and checks are done, its writes follow.
 
-    On a session of `deps.LateWriteSessionDep` on SQLite, the read snapshot ends (what was read stays in hand:
-    sessions do not expire on commit) and a transaction holding the writer queue begins, waiting in this thread for
-    it; the queue is given back when the transaction ends. So a busy submission holds the queue for its writes and
-    commit only, and the app's other processes write while it validates and locates (bench/reports_submit.py).
-    Anything read before may be a moment old: read what must be exact (a count that enforces a limit) after this.
-    Everywhere else (PostgreSQL, a session that already writes, a script) it does nothing."""
+    In a request to an endpoint marked `deps.writes_late`, on SQLite, the read snapshot ends (what was read stays
+    in hand: sessions do not expire on commit) and a transaction holding the writer queue begins, waiting in this
+    thread for it; the queue is given back when the transaction ends. So a busy submission holds the queue for its
+    writes and commit only, and the app's other processes write while it validates and locates
+    (bench/reports_submit.py). Anything read before may be a moment old: read what must be exact (a count that
+    enforces a limit) after this. Everywhere else (PostgreSQL, a session that already writes, a script) it does
+    nothing."""
     if not session.info.pop(LATE_WRITES, False):
         return
     if session.new or session.dirty or session.deleted:

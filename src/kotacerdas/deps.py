@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
@@ -154,20 +154,26 @@ async def _request_session(request: Request, *, late_writes: bool) -> AsyncItera
         gates.connections.release_on_behalf_of(holder)
 
 
+LATE_WRITES_ATTRIBUTE = "kotacerdas_writes_late"
+
+
+def writes_late(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark an endpoint that reads and checks at length before it writes (a citizen's submission): on SQLite its
+    request takes the writer queue only when the service calls `db.begin_writes`, so that the app's other processes
+    write while this one validates. The service must call it before its first write. Put it under the route's
+    decorator, so that the route registers the marked function."""
+    setattr(endpoint, LATE_WRITES_ATTRIBUTE, True)
+    return endpoint
+
+
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """One transaction per request: committed before the response is sent, rolled back on any error.
 
     The request first waits for a pooled connection and, when it writes on SQLite, for its turn in the writer queue
-    (db.py), both on the event loop; it keeps them until its transaction ends."""
-    async with _request_session(request, late_writes=False) as session:
-        yield session
-
-
-async def get_late_write_session(request: Request) -> AsyncIterator[Session]:
-    """Like `get_session`, for a write request that reads and checks at length before it writes (a citizen's
-    submission): on SQLite it takes the writer queue only when the service calls `db.begin_writes`, so that the
-    app's other processes write while this one validates. The service must call it before its first write."""
-    async with _request_session(request, late_writes=True) as session:
+    (db.py), both on the event loop; it keeps them until its transaction ends. An endpoint marked `writes_late`
+    takes the queue later, itself. Every dependency of the request shares this one session."""
+    late = getattr(request.scope.get("endpoint"), LATE_WRITES_ATTRIBUTE, False)
+    async with _request_session(request, late_writes=late) as session:
         yield session
 
 
@@ -192,7 +198,6 @@ def _run_housekeeping(request: Request, session: Session) -> None:
 
 # scope="function": the commit runs before the response goes out, so a 2xx always means "stored".
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-LateWriteSessionDep = Annotated[Session, Depends(get_late_write_session, scope="function")]
 
 
 def client_ip(request: Request) -> str:

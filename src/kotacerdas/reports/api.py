@@ -25,7 +25,6 @@ from kotacerdas.db import MAX_INT_ID
 from kotacerdas.deps import (
     CsrfChecked,
     CurrentUser,
-    LateWriteSessionDep,
     SessionDep,
     SettingsDep,
     actor_of,
@@ -33,6 +32,7 @@ from kotacerdas.deps import (
     get_current_user,
     get_optional_user,
     require,
+    writes_late,
 )
 from kotacerdas.errors import InvalidInput, NotFound
 from kotacerdas.i18n import _, get_locale
@@ -278,10 +278,9 @@ def update_report_category(
     status_code=201,
     responses=BODY_RESPONSES,
 )
+@writes_late
 @max_body(MAX_PHOTO_BODY_BYTES)
-def submit_report(
-    request: Request, session: LateWriteSessionDep, settings: SettingsDep, body: ReportSubmit
-) -> Response:
+def submit_report(request: Request, session: SessionDep, settings: SettingsDep, body: ReportSubmit) -> Response:
     """Send a report (no login); the answer holds its tracking code and the PIN, shown only this once."""
     locale = get_locale()
     submitted = service.submit_report(

@@ -22,7 +22,7 @@ from starlette.datastructures import FormData
 from kotacerdas import storage
 from kotacerdas.config import Settings
 from kotacerdas.db import MAX_INT_ID, utcnow
-from kotacerdas.deps import CsrfChecked, LateWriteSessionDep, OptionalUser, SessionDep, SettingsDep, client_ip
+from kotacerdas.deps import CsrfChecked, OptionalUser, SessionDep, SettingsDep, client_ip, writes_late
 from kotacerdas.errors import DomainError, InvalidInput, NotFound
 from kotacerdas.i18n import _, get_locale
 from kotacerdas.pagination import PageRequest
@@ -385,9 +385,10 @@ def report_form(
 
 
 @router.post("/lapor", response_class=HTMLResponse, dependencies=[CsrfChecked])
+@writes_late
 def submit_report(
     request: Request,
-    session: LateWriteSessionDep,
+    session: SessionDep,
     settings: SettingsDep,
     _user: OptionalUser,
     posted: PostedForm,
