@@ -103,6 +103,26 @@ class Settings(BaseSettings):
     reports_per_ip_per_hour: int = Field(
         10, ge=1, le=1_000_000, description="Reports one address may submit per hour (the form and the APIs)."
     )
+    events_require_approval: bool = Field(
+        False,
+        description="An operator's new event waits as a draft until an admin or another operator approves it.",
+    )
+    cap_sender: str = Field(
+        "bpbd@musirawaskab.go.id",
+        pattern=r"^[^\s,<&]+$",
+        description="The CAP `sender` of this installation's warnings (an address without spaces or commas).",
+    )
+    event_cluster_min_reports: int = Field(
+        3, ge=2, le=100, description="Open flood-type reports that make a cluster worth an event suggestion."
+    )
+    event_cluster_radius_km: float = Field(
+        1.0, gt=0, le=50, description="How close (km) the reports of a cluster lie to its first report."
+    )
+    event_cluster_hours: int = Field(6, ge=1, le=168, description="The hours within which a cluster's reports came in.")
+    event_cluster_report_groups: CommaList = Field(
+        default_factory=lambda: ["drainase_banjir"],
+        description="Report category groups whose reports can cluster into a flood event, comma-separated.",
+    )
     open311_jurisdiction_id: str = Field(
         "musirawaskab.go.id", description="The Open311 `jurisdiction_id` this server answers to."
     )

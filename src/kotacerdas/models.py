@@ -11,6 +11,14 @@ from kotacerdas.assets.models import (
     AssetType,
 )
 from kotacerdas.db import Base
+from kotacerdas.events.models import (
+    Event,
+    EventArea,
+    EventLink,
+    EventSubscription,
+    EventSuggestion,
+    EventUpdate,
+)
 from kotacerdas.notifications.models import OutboxMessage, WebhookEndpoint
 from kotacerdas.regions.models import Region
 from kotacerdas.reports.models import (
@@ -33,6 +41,12 @@ __all__ = [
     "AssetType",
     "AuditEntry",
     "Base",
+    "Event",
+    "EventArea",
+    "EventLink",
+    "EventSubscription",
+    "EventSuggestion",
+    "EventUpdate",
     "LoginAttempt",
     "OutboxMessage",
     "Region",

@@ -40,6 +40,8 @@ class Permission(LabelledEnum):
     ASSETS_EDIT = ("assets.edit", "Mengelola aset OPD sendiri", "Manage own agency's assets")
     ASSETS_IMPORT = ("assets.import", "Mengimpor data aset", "Import asset data")
     ASSETS_TYPES = ("assets.types", "Mengelola jenis aset", "Manage asset types")
+    EVENTS_PUBLISH = ("events.publish", "Menerbitkan peristiwa dan peringatan", "Publish events and warnings")
+    EVENTS_APPROVE = ("events.approve", "Menyetujui peristiwa", "Approve events")
     NOTIFICATIONS_MANAGE = (
         "notifications.manage",
         "Mengelola kotak keluar dan webhook",
@@ -51,8 +53,16 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     # The command center triages reports; handling them is the OPDs' work. Seeing a reporter's contact details is
     # its own permission (UU 27/2022): OPD admins have it, their staff do not.
+    # The command center and BPBD publish events; with approval on, another operator (or an admin) approves.
     Role.OPERATOR: frozenset(
-        {Permission.CONSOLE, Permission.TOKENS_OWN, Permission.REPORTS_TRIAGE, Permission.REPORTS_FIGURES}
+        {
+            Permission.CONSOLE,
+            Permission.TOKENS_OWN,
+            Permission.REPORTS_TRIAGE,
+            Permission.REPORTS_FIGURES,
+            Permission.EVENTS_PUBLISH,
+            Permission.EVENTS_APPROVE,
+        }
     ),
     Role.OPD_ADMIN: frozenset(
         {

@@ -217,6 +217,15 @@ def get_region(session: Session, *, code: str) -> Region:
     return region
 
 
+def get_regions(session: Session, *, codes: Iterable[str]) -> dict[str, Region]:
+    """The stored regions among `codes`, by code (without their boundaries); unknown codes are left out."""
+    wanted = sorted(set(codes))
+    if not wanted:
+        return {}
+    statement = sa.select(Region).options(defer(Region.geometry)).where(Region.code.in_(wanted))
+    return {region.code: region for region in session.scalars(statement)}
+
+
 def region_exists(session: Session, *, code: str) -> bool:
     """True when a region with this code is stored."""
     return session.scalar(sa.select(Region.code).where(Region.code == code)) is not None

@@ -1,0 +1,1 @@
+"""Events and warnings (peristiwa): incidents, hazard warnings and public activities, their live stream and feeds."""
