@@ -150,6 +150,9 @@ def create_app(settings: Settings) -> FastAPI:
     from kotacerdas.assets import public as assets_public
     from kotacerdas.assets import transfer_web as assets_transfer
     from kotacerdas.dashboards import pages as dashboards_pages
+    from kotacerdas.events import api as events_api
+    from kotacerdas.events import console as events_console
+    from kotacerdas.events import pages as events_pages
     from kotacerdas.notifications import api as notifications_api
     from kotacerdas.notifications import pages as notifications_pages
     from kotacerdas.ops import router as ops_router
@@ -250,6 +253,10 @@ def create_app(settings: Settings) -> FastAPI:
         assets_api.router,
         assets_pages.router,
         assets_console.router,
+        # The events' fixed paths (feeds, the stream, subscriptions) before /peristiwa/{id} and /api/v1/events/{id}.
+        events_api.router,
+        events_pages.router,
+        events_console.router,
     ):
         app.include_router(router)
     return app

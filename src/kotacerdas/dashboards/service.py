@@ -174,9 +174,14 @@ def console_menu(user: User | None) -> list[MenuItem]:
         ),
     ]
     items = _reports_menu(user) + _assets_menu(user)
+    if accounts.user_can(user, Permission.EVENTS_PUBLISH):
+        items.append(
+            MenuItem(
+                "peristiwa", _("Events"), _("Publish incidents, warnings and public activities."), "/konsol/peristiwa"
+            )
+        )
     items += [item for permission, item in available if accounts.user_can(user, permission)]
     items += [
-        MenuItem("peristiwa", _("Events"), _("Incidents, warnings and public activities."), None),
         MenuItem("sensor", _("Sensors"), _("Devices and their live readings."), None),
         MenuItem("rencana", _("Master plan"), _("Smart city master plan programmes and monitoring."), None),
     ]

@@ -22,7 +22,7 @@ from kotacerdas.accounts.service import Actor, clean_text, record_change, snapsh
 from kotacerdas.config import Settings
 from kotacerdas.db import utcnow
 from kotacerdas.errors import InvalidInput, NotFound, PermissionDenied
-from kotacerdas.events import live, subscriptions
+from kotacerdas.events import live, schemas, subscriptions
 from kotacerdas.events.enums import (
     IMPACT_FIELDS,
     ONGOING_STATUSES,
@@ -35,7 +35,7 @@ from kotacerdas.events.enums import (
     UpdateKind,
 )
 from kotacerdas.events.models import Event, EventArea, EventLink, EventUpdate
-from kotacerdas.i18n import _
+from kotacerdas.i18n import _, get_locale
 from kotacerdas.regions import service as regions
 from kotacerdas.regions.enums import RegionLevel
 
@@ -614,13 +614,7 @@ def get_public_event(session: Session, *, event_id: int) -> Event:
 
 def named_region_codes(session: Session, *, event_id: int) -> list[str]:
     """The desa and kecamatan the publisher named for an event."""
-    return list(
-        session.scalars(
-            sa.select(EventArea.region_code)
-            .where(EventArea.event_id == event_id, EventArea.named.is_(True))
-            .order_by(EventArea.region_code)
-        )
-    )
+    return sorted(_named_codes_of(session, event_ids=[event_id])[event_id])
 
 
 def region_codes_of(session: Session, *, event_ids: list[int]) -> dict[int, list[str]]:
@@ -701,14 +695,36 @@ def _filtered(statement: sa.Select, filters: EventFilters) -> sa.Select:
     return statement
 
 
+def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in kilometres (haversine)."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    a = (
+        math.sin((phi2 - phi1) / 2) ** 2
+        + math.cos(phi1) * math.cos(phi2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    )
+    return 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(a)))
+
+
 def list_public_events(session: Session, *, filters: EventFilters = EventFilters(), limit: int = 200) -> list[Event]:
-    """Published events matching `filters`: warnings by level first, then the newest."""
+    """Published events matching `filters`: ongoing ones first, warnings by level, then the newest. "Near" keeps
+    the events whose area comes within the radius of the point (its box, or its centre for a point)."""
     level_rank = sa.case({level.value: level.rank for level in AlertLevel}, value=Event.level, else_=-1)
     ongoing = sa.case((Event.status.in_([s.value for s in ONGOING_STATUSES]), 1), else_=0)
     statement = _filtered(sa.select(Event), filters).order_by(
         ongoing.desc(), level_rank.desc(), Event.updated_at.desc(), Event.id.desc()
     )
-    return list(session.scalars(statement.limit(limit)))
+    found = list(session.scalars(statement.limit(limit)))
+    if filters.near:
+        lat, lon, radius_km = filters.near
+        found = [event for event in found if _box_distance_km(event, lat, lon) <= radius_km]
+    return found
+
+
+def _box_distance_km(event: Event, lat: float, lon: float) -> float:
+    # The nearest point of the area's box to (lat, lon): zero inside it.
+    nearest_lat = min(max(lat, event.min_lat), event.max_lat)
+    nearest_lon = min(max(lon, event.min_lon), event.max_lon)
+    return distance_km(lat, lon, nearest_lat, nearest_lon)
 
 
 def list_console_events(session: Session, *, status: str | None = None, limit: int = 200) -> list[Event]:
@@ -718,3 +734,125 @@ def list_console_events(session: Session, *, status: str | None = None, limit: i
         statement = statement.where(Event.status == status)
     draft_first = sa.case((Event.status == EventStatus.DRAF.value, 0), else_=1)
     return list(session.scalars(statement.order_by(draft_first, Event.updated_at.desc()).limit(limit)))
+
+
+# --- the public view -----------------------------------------------------------------------------------------------
+
+
+def _labelled(member: Any) -> schemas.Labelled:
+    return schemas.Labelled(value=member.value, label=member.label, colour=member.colour)
+
+
+def _impact_rows(impacts: dict[str, int]) -> list[schemas.ImpactRead]:
+    english = get_locale() == "en"
+    return [
+        schemas.ImpactRead(key=key, label=labels[1] if english else labels[0], value=impacts[key])
+        for key, labels in IMPACT_FIELDS.items()
+        if impacts.get(key) is not None
+    ]
+
+
+def event_url(settings: Settings, event_id: int) -> str:
+    """The public page of an event."""
+    return f"{settings.public_base_url}/peristiwa/{event_id}"
+
+
+def public_events(
+    session: Session, *, settings: Settings, events: list[Event], with_timeline: bool = False
+) -> list[schemas.EventRead]:
+    """The public view of published events, in the request's language: the one function all public output of
+    events goes through (API, pages, live stream, feeds), so none shows a draft, a staff name or a user id."""
+    events = [event for event in events if EventStatus(event.status) in PUBLIC_STATUSES]
+    return _views(session, settings=settings, events=events, with_timeline=with_timeline)
+
+
+def draft_view(session: Session, *, settings: Settings, event: Event) -> schemas.EventRead:
+    """A draft as its author and approvers see it in the API (the public never does)."""
+    return _views(session, settings=settings, events=[event], with_timeline=False)[0]
+
+
+def _views(
+    session: Session, *, settings: Settings, events: list[Event], with_timeline: bool
+) -> list[schemas.EventRead]:
+    codes = region_codes_of(session, event_ids=[event.id for event in events])
+    named = {
+        event_id: set(found)
+        for event_id, found in _named_codes_of(session, event_ids=[event.id for event in events]).items()
+    }
+    found_regions = regions.get_regions(session, codes={code for group in codes.values() for code in group})
+    lines: dict[int, list[EventUpdate]] = {}
+    if with_timeline and events:
+        for update in session.scalars(
+            sa.select(EventUpdate)
+            .where(EventUpdate.event_id.in_([event.id for event in events]))
+            .order_by(EventUpdate.id)
+        ):
+            lines.setdefault(update.event_id, []).append(update)
+    views = []
+    for event in events:
+        category = EventCategory(event.category)
+        status = EventStatus(event.status)
+        shown = [code for code in codes[event.id] if code in named[event.id]] or codes[event.id]
+        views.append(
+            schemas.EventRead(
+                id=event.id,
+                url=event_url(settings, event.id),
+                category=_labelled(category),
+                group=_labelled(category.group),
+                level=_labelled(AlertLevel(event.level)) if event.level else None,
+                title=event.title,
+                description=event.description,
+                instruction=event.instruction,
+                status=_labelled(status),
+                ongoing=status in ONGOING_STATUSES,
+                source=_labelled(EventSource(event.source)),
+                starts_at=event.starts_at,
+                ends_at=event.ends_at,
+                areas=[
+                    schemas.AreaRead(code=code, name=found_regions[code].name, level=found_regions[code].level)
+                    for code in shown
+                    if code in found_regions
+                ],
+                lat=event.lat,
+                lon=event.lon,
+                geometry=json.loads(event.geometry) if event.geometry else None,
+                impacts=_impact_rows(event.impacts or {}),
+                version=event.version,
+                published_at=event.published_at,
+                updated_at=event.updated_at,
+                timeline=[
+                    schemas.TimelineEntry(
+                        kind=_labelled(UpdateKind(line.kind)),
+                        version=line.version,
+                        status=_labelled(EventStatus(line.status)),
+                        level=_labelled(AlertLevel(line.level)) if line.level else None,
+                        note=line.note,
+                        at=line.created_at,
+                    )
+                    for line in lines.get(event.id, [])
+                    if line.kind != UpdateKind.SUBMITTED.value
+                ]
+                if with_timeline
+                else None,
+            )
+        )
+    return views
+
+
+def public_event(
+    session: Session, *, settings: Settings, event: Event, with_timeline: bool = True
+) -> schemas.EventRead:
+    """The public view of one published event, with its timeline."""
+    return public_events(session, settings=settings, events=[event], with_timeline=with_timeline)[0]
+
+
+def _named_codes_of(session: Session, *, event_ids: list[int]) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {event_id: [] for event_id in event_ids}
+    if event_ids:
+        for event_id, code in session.execute(
+            sa.select(EventArea.event_id, EventArea.region_code).where(
+                EventArea.event_id.in_(event_ids), EventArea.named.is_(True)
+            )
+        ):
+            found[event_id].append(code)
+    return found
