@@ -3,7 +3,8 @@ the console where operators publish, update and end events."""
 
 from __future__ import annotations
 
-from conftest import csrf_from, post_login, row_count
+from conftest import TEST_ACTOR, csrf_from, post_login, row_count
+from kotacerdas.events import service
 from kotacerdas.events.models import Event
 
 from .helpers import DESA, activity
@@ -77,3 +78,15 @@ def test_the_console_is_for_publishers_only(client, staff, session):
     log_in(client, staff, "operator")
     assert 'href="/konsol/peristiwa"' in client.get("/konsol").text
     assert row_count(session, Event) == 0
+
+
+def test_the_beranda_shows_active_warnings_first_and_announces_the_feeds(client, make_event, settings, staff, session):
+    make_event(title="Banjir Sungai Kelingi", level="awas")
+    over = make_event(title="Longsor Jalan Lintas", category="tanah_longsor")
+    service.end_event(session, settings=settings, event_id=over.id, by=staff("operator"), actor=TEST_ACTOR)
+    session.commit()
+    home = client.get("/").text
+
+    assert "Banjir Sungai Kelingi" in home and "Longsor Jalan Lintas" not in home
+    assert home.index("Banjir Sungai Kelingi") < home.index('id="region-map"')
+    assert 'href="/peristiwa/feed.atom"' in home and 'href="/peristiwa/cap.atom"' in home

@@ -12,6 +12,7 @@ from kotacerdas.accounts.enums import Permission, Role
 from kotacerdas.accounts.models import User
 from kotacerdas.dashboards import service
 from kotacerdas.deps import OptionalUser, SessionDep, SettingsDep, require
+from kotacerdas.events import service as events
 from kotacerdas.i18n import _
 from kotacerdas.web.templating import render
 
@@ -21,6 +22,7 @@ ConsoleUser = Annotated[User, Depends(require(Permission.CONSOLE))]
 
 BOUNDARIES_URL = "/api/v1/regions/geojson"
 KECAMATAN_LIST_URL = "/api/v1/regions?level=kecamatan&per_page=200"
+ACTIVE_EVENTS = events.EventFilters(ongoing_only=True)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -46,6 +48,11 @@ def home(request: Request, session: SessionDep, settings: SettingsDep, _user: Op
             "kecamatan_list_url": KECAMATAN_LIST_URL,
             "villages_chart": villages_chart,
             "reports_summary": service.reports_summary(session, settings=settings),
+            # Active warnings come first on the beranda; the page announces the events' feeds.
+            "warnings": events.public_events(
+                session, settings=settings, events=events.list_public_events(session, filters=ACTIVE_EVENTS, limit=6)
+            ),
+            "feed_links": events.feed_links(),
         },
     )
 

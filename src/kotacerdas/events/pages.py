@@ -21,16 +21,6 @@ router = APIRouter(include_in_schema=False)
 
 EventIdPath = Annotated[int, Path(ge=1, le=MAX_INT_ID)]
 STREAM_URL = "/api/v1/events/stream"
-ATOM_URL = "/peristiwa/feed.atom"
-CAP_INDEX_URL = "/peristiwa/cap.atom"
-
-
-def feed_links() -> list[dict[str, str]]:
-    """The feeds a page announces for autodiscovery (`<link rel="alternate">`): Atom and the CAP index."""
-    return [
-        {"type": "application/atom+xml", "title": "Peristiwa dan peringatan (Atom)", "href": ATOM_URL},
-        {"type": "application/atom+xml", "title": "Peringatan CAP 1.2", "href": CAP_INDEX_URL},
-    ]
 
 
 def _category_options() -> list[tuple[str, list[tuple[str, str]]]]:
@@ -61,7 +51,7 @@ def events_page(
             "kecamatan_options": [(region.code, region.name) for region in kecamatan],
             "category_groups": _category_options(),
             "level_options": AlertLevel.choices(),
-            "feed_links": feed_links(),
+            "feed_links": service.feed_links(),
             "near": filters.near,
         },
     )
@@ -82,6 +72,6 @@ def event_page(
             "is_hazard": EventCategory(event.category).is_hazard,
             "is_activity": EventCategory(event.category).is_activity,
             "stream_url": STREAM_URL,
-            "feed_links": feed_links(),
+            "feed_links": service.feed_links(),
         },
     )

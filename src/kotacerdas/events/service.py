@@ -752,6 +752,18 @@ def _impact_rows(impacts: dict[str, int]) -> list[schemas.ImpactRead]:
     ]
 
 
+ATOM_URL = "/peristiwa/feed.atom"
+CAP_INDEX_URL = "/peristiwa/cap.atom"
+
+
+def feed_links() -> list[dict[str, str]]:
+    """The feeds a page announces for autodiscovery (`<link rel="alternate">`): the Atom feed and the CAP index."""
+    return [
+        {"type": "application/atom+xml", "title": _("Events and warnings (Atom)"), "href": ATOM_URL},
+        {"type": "application/atom+xml", "title": _("CAP 1.2 warnings"), "href": CAP_INDEX_URL},
+    ]
+
+
 def event_url(settings: Settings, event_id: int) -> str:
     """The public page of an event."""
     return f"{settings.public_base_url}/peristiwa/{event_id}"
