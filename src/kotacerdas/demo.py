@@ -47,6 +47,7 @@ class DemoSummary:
     reports: int = 0
     assets: int = 0
     linked_reports: int = 0
+    events: int = 0
     other_users: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -59,6 +60,7 @@ class DemoSummary:
             f"Jenis aset / asset types: {self.asset_types}",
             f"Aduan warga contoh / sample citizen reports: {self.reports}",
             f"Aset contoh / sample assets: {self.assets} ({self.linked_reports} aduan terkait / reports linked)",
+            f"Peristiwa contoh / sample events: {self.events}",
         ]
 
 
@@ -112,6 +114,9 @@ def seed_demo(
         summary.linked_reports = link_demo_reports(session)
     if progress:
         progress("Aset contoh", 1, 1)
+    from kotacerdas.events.demo import seed_demo_events
+
+    summary.events = seed_demo_events(session, settings=settings)
     return summary
 
 
