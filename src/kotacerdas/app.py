@@ -153,6 +153,7 @@ def create_app(settings: Settings) -> FastAPI:
     from kotacerdas.events import api as events_api
     from kotacerdas.events import console as events_console
     from kotacerdas.events import pages as events_pages
+    from kotacerdas.events import stream as events_stream
     from kotacerdas.notifications import api as notifications_api
     from kotacerdas.notifications import pages as notifications_pages
     from kotacerdas.ops import router as ops_router
@@ -167,6 +168,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from kotacerdas.events.live import start_live, stop_live
+
+        # The live stream's hub (and on PostgreSQL its LISTEN connection) before the first request.
+        app.state.live = await start_live(settings=settings, engine=engine, session_factory=app.state.sessionmaker)
         worker = None
         if settings.worker_in_app:
             from kotacerdas.worker import start_worker_thread
@@ -185,6 +190,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await stop_live(app.state.live)
             if worker is not None:
                 thread, stop_event = worker
                 stop_event.set()
@@ -254,6 +260,7 @@ def create_app(settings: Settings) -> FastAPI:
         assets_pages.router,
         assets_console.router,
         # The events' fixed paths (feeds, the stream, subscriptions) before /peristiwa/{id} and /api/v1/events/{id}.
+        events_stream.router,
         events_api.router,
         events_pages.router,
         events_console.router,

@@ -165,10 +165,16 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = [500]
+        streaming = [False]
 
         async def send_recording(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                # An event stream lasts as long as the visitor stays: its length is not a response time.
+                streaming[0] = any(
+                    name.lower() == b"content-type" and value.startswith(b"text/event-stream")
+                    for name, value in message.get("headers", ())
+                )
             await send(message)
 
         try:
@@ -180,4 +186,5 @@ class MetricsMiddleware:
                 path = "/static" if scope.get("path", "").startswith("/static/") else "unmatched"
             method = scope.get("method", "GET")
             self.metrics.requests.labels(method, path, str(status[0])).inc()
-            self.metrics.latency.labels(method, path).observe(time.perf_counter() - started)
+            if not streaming[0]:
+                self.metrics.latency.labels(method, path).observe(time.perf_counter() - started)
