@@ -212,6 +212,32 @@ def test_a_rolled_back_change_and_a_draft_are_not_announced(server, session, set
     assert (view["id"], view["title"]) == (published.id, "Terbit")
 
 
+def test_a_reconnecting_browser_is_sent_what_it_missed_and_only_that(server, session, settings, staff):
+    operator = staff("operator")
+    with subscriptions(server, None) as (subscription,):
+        seen = service.raise_event(session, settings=settings, data=flood(title="Dilihat"), **act(operator))
+        session.commit()
+        last_event_id = subscription.next().id
+    # While the browser was away: one change in its filter, one outside it.
+    missed = service.raise_event(session, settings=settings, data=flood(title="Terlewat"), **act(operator))
+    service.raise_event(
+        session, settings=settings, data=activity(title="Di kecamatan lain", region_codes=[OTHER_KECAMATAN]),
+        **act(operator),
+    )  # fmt: skip
+    session.commit()
+
+    params = {"kecamatan": KECAMATAN}
+    with subscriptions(server, params, headers={"Last-Event-ID": last_event_id}) as (back,):
+        view = back.next_view()
+        with pytest.raises(queue.Empty):
+            back.events.get(timeout=0.5)
+    with subscriptions(server, params, headers={"Last-Event-ID": "not-ours"}) as (fresh,):
+        nothing_replayed = fresh.events.empty()
+
+    assert (view["id"], view["title"]) == (missed.id, "Terlewat") and seen.id != missed.id
+    assert nothing_replayed
+
+
 def test_idle_streams_get_a_heartbeat_and_bad_filters_a_problem(app, seeded, monkeypatch):
     monkeypatch.setattr(live, "HEARTBEAT_S", 0.2)
     with running_server(with_stream_route(app)) as base, httpx.Client(base_url=base, timeout=10) as client:
@@ -231,7 +257,7 @@ def test_a_subscriber_that_cannot_keep_up_is_dropped_and_the_others_are_not(sett
     async def scenario() -> tuple[bool, int, bool]:
         hub = live.Hub(settings=settings, session_factory=None, loop=asyncio.get_running_loop())
         slow, fast = hub.subscribe(live.StreamFilter()), hub.subscribe(live.StreamFilter())
-        change = live.Change(1, frozenset(), "banjir", 2, (0, 0, 0, 0), {"id": b"{}"})
+        change = live.Change(1, frozenset(), "banjir", 2, (0, 0, 0, 0), {"id": b"{}"}, stamp=1)
         received = 0
         for _n in range(live.QUEUE_LIMIT + 5):
             hub._fan_out(change)

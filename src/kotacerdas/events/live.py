@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,6 +46,11 @@ RESYNC_SLACK = timedelta(seconds=5)
 _PENDING = "kotacerdas_live_pending"
 _HOOKED = "kotacerdas_live_hooked"
 HEARTBEAT_FRAME = b": ping\n\n"
+# A reconnecting browser is sent the changes it missed, up to this many and from at most this long ago (older than
+# that, its page is stale anyway and the visitor reloads it).
+REPLAY_LIMIT = 200
+REPLAY_WINDOW = timedelta(hours=24)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # --- announcing ----------------------------------------------------------------------------------------------------
@@ -141,6 +146,13 @@ class Change:
     level_rank: int
     box: tuple[float, float, float, float]  # min_lat, min_lon, max_lat, max_lon
     views: dict[str, bytes]  # language → the public view as JSON
+    stamp: int  # the change's time (the event's updated_at) in microseconds since the epoch, exactly
+
+    def frame(self, lang: str) -> bytes:
+        """The SSE frame of this change in `lang` (Indonesian when that language was not read). Its `id` is the
+        change's time: a browser that reconnects sends it back as Last-Event-ID, and is sent what it missed."""
+        view = self.views.get(lang) or self.views["id"]
+        return b"id: %d\nevent: event\ndata: %s\n\n" % (self.stamp, view)
 
 
 class Subscriber:
@@ -204,7 +216,6 @@ class Hub:
         # Subscribers grouped by identical filters: a change is checked once per group, not once per connection.
         self._groups: dict[StreamFilter, set[Subscriber]] = {}
         self.subscriber_count = 0
-        self.sequence = 0
         self.dropped = 0
         self._changes: list[dict[str, Any]] = []
         self._builder: asyncio.Task[None] | None = None
@@ -316,15 +327,30 @@ class Hub:
                 level_rank=AlertLevel(event.level).rank if event.level else -1,
                 box=(event.min_lat, event.min_lon, event.max_lat, event.max_lon),
                 views={lang: views[lang][event.id] for lang in views},
+                stamp=(event.updated_at - EPOCH) // timedelta(microseconds=1),
             )
             for event in events
         ]
 
+    async def missed_since(self, since: datetime, *, english: bool) -> list[Change]:
+        """Changes of public events after `since`, oldest first and at most REPLAY_LIMIT: what a reconnecting
+        browser missed while it was away."""
+        return await self._loop.run_in_executor(self._executor, self._read_since, since, english)
+
+    def _read_since(self, since: datetime, english: bool) -> list[Change]:
+        with self._session_factory() as session:
+            ids = list(
+                session.scalars(
+                    sa.select(Event.id)
+                    .where(Event.updated_at > since, Event.status.in_([status.value for status in PUBLIC_STATUSES]))
+                    .order_by(Event.updated_at)
+                    .limit(REPLAY_LIMIT)
+                )
+            )
+        return self.read_changes(ids, english) if ids else []
+
     def _fan_out(self, change: Change) -> None:
-        self.sequence += 1
-        frames: dict[str, bytes] = {}
-        for lang, view in change.views.items():
-            frames[lang] = b"id: %d\nevent: event\ndata: %s\n\n" % (self.sequence, view)
+        frames = {lang: change.frame(lang) for lang in change.views}
         for key, members in list(self._groups.items()):
             if not key.matches(change):
                 continue

@@ -8,9 +8,10 @@ never ends cannot be described there, and a fuzzer would wait on it until its ti
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -40,11 +41,11 @@ class EventStreamResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, hub: live.Hub, key: live.StreamFilter) -> None:
+    def __init__(self, hub: live.Hub, key: live.StreamFilter, *, missed_since: datetime | None = None) -> None:
         # No body and so no Content-Length: the response is streamed until it ends.
         self.status_code = 200
         self.background = None
-        self.hub, self.key = hub, key
+        self.hub, self.key, self.missed_since = hub, key, missed_since
         self.init_headers(STREAM_HEADERS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -53,6 +54,13 @@ class EventStreamResponse(Response):
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             await send({"type": "http.response.body", "body": live.retry_hint() + b": live\n\n", "more_body": True})
+            if self.missed_since is not None:
+                # Subscribed first, so nothing falls between; a change both missed and queued is sent twice, and
+                # the page simply shows it again.
+                missed = await self.hub.missed_since(self.missed_since, english=self.key.lang == "en")
+                body = b"".join(change.frame(self.key.lang) for change in missed if self.key.matches(change))
+                if body:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
             while (frame := await subscriber.next_frame()) is not None:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -92,6 +100,7 @@ async def event_stream(
     lat: Annotated[float | None, Query(ge=-90, le=90, description="Near this point (with lon)")] = None,
     lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
     radius_km: Annotated[float, Query(gt=0, le=100)] = 10.0,
+    last_event_id: Annotated[str | None, Header(max_length=40)] = None,
 ) -> Response:
     """Published changes of events as Server-Sent Events (`event: event`, the public view as JSON), filtered like
     the public list; a comment every 15 s keeps the connection open."""
@@ -105,4 +114,13 @@ async def event_stream(
         min_level=level_min.value if level_min else None,
         near=(lat, lon, radius_km) if lat is not None and lon is not None else None,
     )
-    return EventStreamResponse(state.hub, key)
+    return EventStreamResponse(state.hub, key, missed_since=_missed_since(last_event_id))
+
+
+def _missed_since(last_event_id: str | None) -> datetime | None:
+    """The time of the last change a reconnecting browser saw (its Last-Event-ID, the change's time in µs), or None
+    when it has none, or it is not ours, or too old to catch up on."""
+    if not last_event_id or not last_event_id.isdigit() or len(last_event_id) > 18:
+        return None
+    seen = live.EPOCH + timedelta(microseconds=int(last_event_id))
+    return seen if seen >= datetime.now(UTC) - live.REPLAY_WINDOW else None
