@@ -42,6 +42,8 @@ class Permission(LabelledEnum):
     ASSETS_TYPES = ("assets.types", "Mengelola jenis aset", "Manage asset types")
     EVENTS_PUBLISH = ("events.publish", "Menerbitkan peristiwa dan peringatan", "Publish events and warnings")
     EVENTS_APPROVE = ("events.approve", "Menyetujui peristiwa", "Approve events")
+    SENSORS_MANAGE = ("sensors.manage", "Mengelola perangkat sensor OPD sendiri", "Manage own agency's devices")
+    SENSORS_RULES = ("sensors.rules", "Mengelola aturan peringatan sensor", "Manage sensor warning rules")
     NOTIFICATIONS_MANAGE = (
         "notifications.manage",
         "Mengelola kotak keluar dan webhook",
@@ -54,6 +56,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     # The command center triages reports; handling them is the OPDs' work. Seeing a reporter's contact details is
     # its own permission (UU 27/2022): OPD admins have it, their staff do not.
     # The command center and BPBD publish events; with approval on, another operator (or an admin) approves.
+    # Devices are managed by the OPD that owns them, as assets are; the warning rules on them by the command center.
     Role.OPERATOR: frozenset(
         {
             Permission.CONSOLE,
@@ -62,6 +65,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.REPORTS_FIGURES,
             Permission.EVENTS_PUBLISH,
             Permission.EVENTS_APPROVE,
+            Permission.SENSORS_RULES,
         }
     ),
     Role.OPD_ADMIN: frozenset(
@@ -73,10 +77,17 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.REPORTS_FIGURES,
             Permission.ASSETS_EDIT,
             Permission.ASSETS_IMPORT,
+            Permission.SENSORS_MANAGE,
         }
     ),
     Role.OPD_STAFF: frozenset(
-        {Permission.CONSOLE, Permission.TOKENS_OWN, Permission.REPORTS_HANDLE, Permission.ASSETS_EDIT}
+        {
+            Permission.CONSOLE,
+            Permission.TOKENS_OWN,
+            Permission.REPORTS_HANDLE,
+            Permission.ASSETS_EDIT,
+            Permission.SENSORS_MANAGE,
+        }
     ),
     Role.PIMPINAN: frozenset({Permission.CONSOLE, Permission.AUDIT_READ, Permission.REPORTS_FIGURES}),
 }

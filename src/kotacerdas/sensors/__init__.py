@@ -1,0 +1,1 @@
+"""Connected devices: the OGC SensorThings API, MQTT ingest, current values and rules."""
