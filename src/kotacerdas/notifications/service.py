@@ -327,6 +327,34 @@ def queue_webhooks(
     return queued
 
 
+def queue_webhook(
+    session: Session, *, endpoint_id: int, event: str, payload: dict, dedupe_key: str | None = None
+) -> OutboxMessage | None:
+    """Queue one delivery of `event` to one endpoint that another domain's subscription chose (the events
+    domain's filtered subscriptions), whatever the endpoint's own event list; None when the endpoint is missing or
+    inactive, or `dedupe_key` was queued before. The same rule as `queue_webhooks`: no personal data."""
+    if not EVENT_NAME.match(event or "") or len(event) > 100:
+        raise ValueError(f"webhook event names are dotted lower-case words: {event!r}")
+    dedupe_key = _check_dedupe_key(dedupe_key)
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or not endpoint.active:
+        return None
+    return _add_message(
+        session,
+        channel=OutboxChannel.WEBHOOK.value,
+        recipient=endpoint.url,
+        subject=event,
+        body_text="",
+        payload=json.loads(json.dumps(payload, default=_json_default)),
+        event=event,
+        webhook_endpoint_id=endpoint.id,
+        status=OutboxStatus.PENDING.value,
+        attempts=0,
+        next_attempt_at=utcnow(),
+        dedupe_key=dedupe_key,
+    )
+
+
 # --- delivery --------------------------------------------------------------------------------------------------
 
 
