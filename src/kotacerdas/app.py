@@ -152,6 +152,7 @@ def create_app(settings: Settings) -> FastAPI:
     from kotacerdas.dashboards import pages as dashboards_pages
     from kotacerdas.events import api as events_api
     from kotacerdas.events import console as events_console
+    from kotacerdas.events import feeds_web as events_feeds
     from kotacerdas.events import pages as events_pages
     from kotacerdas.events import stream as events_stream
     from kotacerdas.notifications import api as notifications_api
@@ -261,6 +262,7 @@ def create_app(settings: Settings) -> FastAPI:
         assets_console.router,
         # The events' fixed paths (feeds, the stream, subscriptions) before /peristiwa/{id} and /api/v1/events/{id}.
         events_stream.router,
+        events_feeds.router,
         events_api.router,
         events_pages.router,
         events_console.router,
