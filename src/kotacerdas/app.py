@@ -151,10 +151,12 @@ def create_app(settings: Settings) -> FastAPI:
     from kotacerdas.assets import transfer_web as assets_transfer
     from kotacerdas.dashboards import pages as dashboards_pages
     from kotacerdas.events import api as events_api
+    from kotacerdas.events import clusters_web as events_clusters
     from kotacerdas.events import console as events_console
     from kotacerdas.events import feeds_web as events_feeds
     from kotacerdas.events import pages as events_pages
     from kotacerdas.events import stream as events_stream
+    from kotacerdas.events import subscriptions_web as events_subscriptions
     from kotacerdas.notifications import api as notifications_api
     from kotacerdas.notifications import pages as notifications_pages
     from kotacerdas.ops import router as ops_router
@@ -263,6 +265,8 @@ def create_app(settings: Settings) -> FastAPI:
         # The events' fixed paths (feeds, the stream, subscriptions) before /peristiwa/{id} and /api/v1/events/{id}.
         events_stream.router,
         events_feeds.router,
+        events_subscriptions.router,
+        events_clusters.router,
         events_api.router,
         events_pages.router,
         events_console.router,

@@ -62,10 +62,19 @@ def flag_report_breaches(session_factory: sessionmaker[Session], settings: Setti
     return tasks.flag_breaches(session_factory, settings, now)
 
 
+def suggest_events(session_factory: sessionmaker[Session], settings: Settings, now: datetime) -> int:
+    """Suggest events to operators where open flood-type citizen reports cluster in place and time."""
+    from kotacerdas.events import clusters
+
+    return clusters.suggest_events(session_factory, settings, now)
+
+
 PERIODIC_JOBS: list[Job] = [
     Job("notifications.deliver_outbox", 0, deliver_outbox),
     # A missed report deadline is escalated within 5 minutes.
     Job("reports.flag_breaches", 300, flag_report_breaches),
+    # Clusters of flood reports are put to the operators within 5 minutes.
+    Job("events.suggest_from_reports", 300, suggest_events),
 ]
 
 

@@ -360,7 +360,9 @@ def raise_event(
     now: datetime | None = None,
 ) -> Event:
     """Create an event: published at once, or a draft when approval is required of an operator's events."""
-    if source is EventSource.OPERATOR:
+    # An event accepted from a cluster of reports is the accepting operator's: the same permission and approval.
+    operator_made = source in (EventSource.OPERATOR, EventSource.REPORT_CLUSTER)
+    if operator_made:
         _require_publisher(by)
     now = now or utcnow()
     category = _category(data.category)
@@ -377,7 +379,7 @@ def raise_event(
     impacts = _impacts(data.impacts)
     area = _area(session, settings=settings, codes=data.region_codes, geometry=data.geometry)
     links = _links(session, data.links)
-    draft = source is EventSource.OPERATOR and settings.events_require_approval
+    draft = operator_made and settings.events_require_approval
     event = Event(
         category=category.value,
         level=level,
