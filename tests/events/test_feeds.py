@@ -247,7 +247,7 @@ def test_the_calendar_holds_the_public_activities_per_kecamatan(client, make_eve
     assert [str(item["SUMMARY"]) for item in local.walk("VEVENT")] == ["Layanan keliling Muara Beliti"]
     other = Calendar.from_ical(client.get(f"/peristiwa/kalender/{OTHER_KECAMATAN}.ics").content)
     assert [str(item["SUMMARY"]) for item in other.walk("VEVENT")] == ["Posyandu Tugumulyo"]
-    for unknown in ("16.05.99", DESA, "16.71.01", "x"):
+    for unknown in ("16.05.99", DESA, "16.71.01", "x", "16.05.0%00", "１６.05.09"):
         assert client.get(f"/peristiwa/kalender/{unknown}.ics").status_code == 404
 
 

@@ -11,6 +11,7 @@ otherwise take these fixed paths."""
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -42,6 +43,7 @@ GEOJSON_LIMIT = 500
 CAP_INDEX_CLOSED_FOR = timedelta(hours=24)
 MAX_AGE_S = 60
 CALENDAR_MEDIA_TYPE = "text/calendar; charset=utf-8"
+KECAMATAN_CODE = re.compile(r"^[0-9]{2}\.[0-9]{2}\.[0-9]{2}\Z")
 EventIdPath = Annotated[int, Path(ge=1, le=MAX_INT_ID, description="Event id")]
 
 
@@ -126,7 +128,8 @@ def kecamatan_calendar(
     kecamatan: Annotated[str, Path(description="Kecamatan code")],
 ) -> Response:
     """The public activities of one kecamatan (by its Kemendagri code, e.g. 16.05.09) as iCalendar."""
-    region = regions.get_regions(session, codes=[kecamatan]).get(kecamatan)
+    # Checked before the query: any text can arrive here, and PostgreSQL refuses some (a NUL) outright.
+    region = regions.get_regions(session, codes=[kecamatan]).get(kecamatan) if KECAMATAN_CODE.match(kecamatan) else None
     if region is None or region.level != RegionLevel.KECAMATAN.value or region.parent_code != settings.region_code:
         raise NotFound(_("There is no kecamatan with this code."))
     return _calendar(request, session, settings, region=region)
