@@ -401,12 +401,13 @@ def notify_subscribers(session: Session, *, settings: Settings, event: Event, ki
     queued = 0
     contexts: dict[str, dict[str, Any]] = {}
     payload: dict[str, Any] | None = None
+    serializer = _serializer(settings)
     for row in matched:
         dedupe = f"event-notice:{event.id}:{event.version}:{row.id}"
         if row.channel == EMAIL and row.email:
             if row.locale not in contexts:
                 contexts[row.locale] = _notice_context(session, settings, event, kind, row.locale)
-            stop = _serializer(settings).dumps({"s": row.id, "n": _nonce(row), "a": "stop"})
+            stop = serializer.dumps({"s": row.id, "n": _nonce(row), "a": "stop"})
             message = notifications.queue_email(
                 session,
                 settings=settings,
