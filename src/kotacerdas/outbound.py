@@ -10,13 +10,15 @@ from __future__ import annotations
 import time
 import unicodedata
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
-
-import httpx
 
 from kotacerdas import __version__
 from kotacerdas.errors import InvalidInput
 from kotacerdas.i18n import _
+
+if TYPE_CHECKING:
+    import httpx
 
 USER_AGENT = f"kotacerdas/{__version__}"
 MAX_REDIRECTS = 3
@@ -66,6 +68,8 @@ def check_url_allowed(url: str, *, allowed_hosts: Iterable[str], field: str = "u
 
 
 def _client(timeout: float) -> httpx.Client:
+    import httpx
+
     # Redirects are followed by hand so that each hop is checked against the allowlist and the host.
     return httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, headers={"User-Agent": USER_AGENT})
 
@@ -82,6 +86,8 @@ def fetch_bytes(
 ) -> tuple[bytes, str | None]:
     """GET `url` from an allowlisted host: the body and its Content-Type; InvalidInput when refused, unreachable,
     not 2xx, redirected to another host, slower than `timeout` in all, or larger than `max_bytes`."""
+    import httpx  # on first use: httpx costs start-up time (bench/startup.py)
+
     allowed = list(allowed_hosts)
     check_url_allowed(url, allowed_hosts=allowed)
     deadline = time.monotonic() + timeout
@@ -136,6 +142,8 @@ def post_json(
 ) -> int:
     """POST `body` (JSON) to an allowlisted host; the response status (redirects are not followed). InvalidInput
     when the host is not allowed or cannot be reached in `timeout` seconds."""
+    import httpx
+
     check_url_allowed(url, allowed_hosts=allowed_hosts)
     try:
         with _client(timeout) as client:

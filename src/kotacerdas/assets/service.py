@@ -17,10 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import jsonschema
-import shapely
 import sqlalchemy as sa
-from shapely.geometry import shape
 from sqlalchemy.orm import Session
 
 from kotacerdas import storage
@@ -827,6 +824,8 @@ def check_attribute_schema(value: Any) -> dict[str, Any]:
             _('The attribute schema must describe an object ("type": "object").'), "attribute_schema", "type"
         )
     try:
+        import jsonschema  # on first use: it is slow to import, and the app starts without it
+
         jsonschema.Draft202012Validator.check_schema(value)
     except jsonschema.SchemaError as exc:
         raise _invalid(
@@ -872,6 +871,9 @@ def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 def _distance_to(asset_geometry: str, lat: float, lon: float, shrink: float) -> float:
     """Metres from (lat, lon) to the nearest point of a line, on a local flat projection (good to a few metres at
     the distances the form cares about)."""
+    import shapely  # on first use: shapely and numpy cost start-up time (bench/startup.py)
+    from shapely.geometry import shape
+
     geometry = shape(json.loads(asset_geometry))
     projected = shapely.transform(
         geometry, lambda xy: (xy - [lon, lat]) * [METRES_PER_DEGREE * shrink, METRES_PER_DEGREE]

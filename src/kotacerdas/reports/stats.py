@@ -41,9 +41,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import sqlalchemy as sa
 from babel.dates import format_date
 from sqlalchemy.ext.compiler import compiles
@@ -59,6 +58,9 @@ from kotacerdas.regions import service as regions
 from kotacerdas.reports import categories
 from kotacerdas.reports.enums import OPEN_STATUSES, ReportStatus
 from kotacerdas.reports.models import Report
+
+if TYPE_CHECKING:
+    import numpy as np
 
 GROUPINGS = ("agency", "category", "kecamatan", "month")
 # The key of the group of reports without an OPD or without a kecamatan.
@@ -200,6 +202,8 @@ class _Tally:
         parts = self.durations[step]
         if not parts:
             return None
+        import numpy as np  # on first use: numpy costs start-up time (bench/startup.py)
+
         return round(float(np.median(np.concatenate(parts))) / 3600.0, 1)
 
 
@@ -243,6 +247,8 @@ def _figures(
         sa.func.count(inner.c.rating).label("rated"),
         *(sa.func.aggregate_strings(inner.c[f"{step}_seconds"], ",").label(f"{step}_seconds") for step in STEPS),
     ).group_by(inner.c.g, inner.c.status)
+    import numpy as np  # on first use: numpy costs start-up time (bench/startup.py)
+
     tallies: dict[Any, _Tally] = {}
     for row in session.connection().execute(statement).mappings():
         tally = tallies.setdefault(row["g"], _Tally())
