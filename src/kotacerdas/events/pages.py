@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from kotacerdas.db import MAX_INT_ID
 from kotacerdas.deps import OptionalUser, SessionDep, SettingsDep
-from kotacerdas.events import service
+from kotacerdas.events import feeds, service
 from kotacerdas.events.api import Filters
 from kotacerdas.events.enums import AlertLevel, EventCategory, EventGroup
 from kotacerdas.regions import service as regions
@@ -69,7 +69,7 @@ def event_page(
         "events/public_event.html",
         {
             "event": view,
-            "is_hazard": EventCategory(event.category).is_hazard,
+            "has_cap": feeds.has_cap(event.category),
             "is_activity": EventCategory(event.category).is_activity,
             "stream_url": STREAM_URL,
             "feed_links": service.feed_links(),
