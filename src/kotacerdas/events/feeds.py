@@ -379,19 +379,17 @@ def atom_feed(
         _sub(entry, "link", rel="alternate", type="text/html", href=view.url)
         if has_cap(view.category.value):
             _sub(entry, "link", rel="related", type=CAP_MEDIA_TYPE, href=cap_url(settings, view.id))
-        _sub(
-            entry,
-            "category",
-            term=view.category.value,
-            label=view.category.label,
-            scheme="urn:kotacerdas:kategori",
-        )
+        _category(entry, view)
         if view.level:
             _sub(entry, "category", term=view.level.value, label=view.level.label, scheme="urn:kotacerdas:tingkat")
         _sub(entry, "summary", _shortened(xml_text(view.description), 500), type="text")
         _sub(entry, "content", _plain_content(view), type="text")
         _sub(entry, "georss:point", f"{view.lat:.6f} {view.lon:.6f}")
     return _serialize(feed, ATOM_NS)
+
+
+def _category(entry: ET.Element, view: EventRead) -> None:
+    _sub(entry, "category", term=view.category.value, label=view.category.label, scheme="urn:kotacerdas:kategori")
 
 
 @dataclass(frozen=True)
@@ -425,13 +423,7 @@ def cap_index(entries: list[CapIndexEntry], *, settings: Settings, title: str, s
         _sub(author, "name", item.sender_name)
         _sub(entry, "link", rel="alternate", type=CAP_MEDIA_TYPE, href=cap_url(settings, view.id, view.version))
         _sub(entry, "link", rel="related", type="text/html", href=view.url)
-        _sub(
-            entry,
-            "category",
-            term=view.category.value,
-            label=view.category.label,
-            scheme="urn:kotacerdas:kategori",
-        )
+        _category(entry, view)
         _sub(entry, "summary", _shortened(xml_text(view.description), 500), type="text")
         _sub(entry, "georss:point", f"{view.lat:.6f} {view.lon:.6f}")
     return _serialize(feed, ATOM_NS)
