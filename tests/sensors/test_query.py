@@ -353,9 +353,22 @@ def test_expand_error_positions_count_in_the_whole_value():
 
 
 def test_expand_depth_is_bounded():
-    text = "A($expand=" * 40 + "B" + ")" * 40
     with pytest.raises(QueryError, match="nested too deeply"):
-        parse_expand(text)
+        parse_expand("A($expand=" * 40 + "B" + ")" * 40)
+    with pytest.raises(QueryError, match="nested too deeply"):
+        parse_expand("/".join(["Things"] * 250))
+    with pytest.raises(QueryError, match="nested too deeply"):
+        parse_expand("A($expand=" * 20 + "/".join(["B"] * 20) + ")" * 20)
+    assert parse_expand("/".join(["Things"] * 31))
+
+
+def test_paths_are_bounded():
+    assert parse_filter("/".join(["a"] * 8) + " eq 1")
+    with pytest.raises(QueryError, match="the path is too long") as caught:
+        parse_filter("x eq 1 and " + "/".join(["Thing/Datastreams"] * 60) + " eq 1")
+    assert caught.value.position == len("x eq 1 and ")
+    with pytest.raises(QueryError, match="the path is too long"):
+        parse_select("/".join(["a"] * 9))
 
 
 def test_parse_query():

@@ -74,6 +74,7 @@ class Limits:
     max_top: int = 10_000
     max_length: int = 2_000
     max_depth: int = 32
+    max_path: int = 8  # segments of a property path (each navigation is a join)
 
     def page_size(self, top: int | None) -> int:
         """The number of entities a page holds for this `$top` (the default when absent, never above the max)."""
@@ -556,6 +557,8 @@ class _Parser:
         while self.tok.type == "/":
             self.advance()
             segments.append(self.segment())
+            if len(segments) > self.limits.max_path:
+                raise QueryError(f"the path is too long (at most {self.limits.max_path} parts)", self.option, start)
         return Path(start, tuple(segments))
 
     def segment(self) -> str:
@@ -706,6 +709,8 @@ def parse_expand(
             if not m or "." in m.group(0) or m.group(0).startswith("@"):
                 raise QueryError("expected the name of a navigation property", option, offset + i)
             segments.append((m.group(0), offset + i))
+            if depth + len(segments) > limits.max_depth:
+                raise QueryError(f"$expand is nested too deeply (at most {limits.max_depth})", option, offset + i)
             i = _skip_spaces(text, m.end())
             if i < n and text[i] == "/":
                 i = _skip_spaces(text, i + 1)
@@ -727,7 +732,7 @@ def parse_expand(
         if text[i] != ",":
             raise QueryError(f"expected ',' or the end, found {text[i]!r}", option, offset + i)
         i += 1
-    return _merge_expands(items, option, offset)
+    return _merge_expands(items, option)
 
 
 def _skip_spaces(text: str, i: int) -> int:
@@ -808,7 +813,7 @@ def _parse_expand_options(text: str, limits: Limits, option: str, offset: int, d
     return QueryOptions(**fields, origin=option)
 
 
-def _merge_expands(items: list[ExpandItem], option: str, offset: int) -> tuple[ExpandItem, ...]:
+def _merge_expands(items: list[ExpandItem], option: str) -> tuple[ExpandItem, ...]:
     merged: dict[str, ExpandItem] = {}
     for item in items:
         earlier = merged.get(item.name)
@@ -821,7 +826,7 @@ def _merge_expands(items: list[ExpandItem], option: str, offset: int) -> tuple[E
             if a not in (None, ()) and b not in (None, ()) and a != b:
                 raise QueryError(f"{item.name} is expanded twice with different options", option)
             combined[name] = b if a in (None, ()) else a
-        combined["expand"] = _merge_expands([*earlier.options.expand, *item.options.expand], option, offset)
+        combined["expand"] = _merge_expands([*earlier.options.expand, *item.options.expand], option)
         merged[item.name] = ExpandItem(item.name, replace(earlier.options, **combined))
     return tuple(merged.values())
 
