@@ -29,6 +29,7 @@ from kotacerdas.sensors.query import (
     Path,
     QueryError,
     Relation,
+    Target,
     apply_query,
     filter_condition,
     order_by_clauses,
@@ -468,6 +469,7 @@ OBSERVATIONS = [
         "thing_id": 1,
         "phenomenon_time": datetime(2026, 11, 28, 23, 30, tzinfo=UTC),
         "result": 1.5,
+        "result_json": None,
         "parameters": {"q": "good"},
     },
     {
@@ -475,6 +477,7 @@ OBSERVATIONS = [
         "thing_id": 1,
         "phenomenon_time": datetime(2026, 11, 29, 0, 15, 30, 250000, tzinfo=UTC),
         "result": 2.5,
+        "result_json": None,
         "parameters": {"q": "bad"},
     },
     {
@@ -482,6 +485,7 @@ OBSERVATIONS = [
         "thing_id": 1,
         "phenomenon_time": datetime(2026, 11, 29, 17, 0, tzinfo=UTC),
         "result": -3.0,
+        "result_json": {"flag": "low"},
         "parameters": None,
     },
     {
@@ -489,9 +493,17 @@ OBSERVATIONS = [
         "thing_id": 2,
         "phenomenon_time": datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC),
         "result": 10.0,
+        "result_json": None,
         "parameters": {"q": "good"},
     },
-    {"id": 5, "thing_id": 2, "phenomenon_time": datetime(2025, 1, 1, tzinfo=UTC), "result": None, "parameters": {}},
+    {
+        "id": 5,
+        "thing_id": 2,
+        "phenomenon_time": datetime(2025, 1, 1, tzinfo=UTC),
+        "result": None,
+        "result_json": "offline",
+        "parameters": {},
+    },
 ]
 
 
@@ -517,6 +529,7 @@ class World:
             sa.Column("thing_id", sa.ForeignKey(self.things.c.id)),
             sa.Column("phenomenon_time", UTCDateTime),
             sa.Column("result", sa.Float),
+            sa.Column("result_json", JSONType),  # a result that is not a number
             sa.Column("parameters", JSONType),
         )
         self.entities = {
@@ -527,7 +540,14 @@ class World:
             ),
             "Observation": Entity(
                 self.observations,
-                {"id": "id", "phenomenonTime": "phenomenon_time", "result": "result", "parameters": "parameters"},
+                {
+                    "id": "id",
+                    "phenomenonTime": "phenomenon_time",
+                    "result": "result",
+                    "parameters": "parameters",
+                    # a result kept as a number or, when it is not one, as JSON
+                    "resultAny": lambda table: Target(table.c.result_json, number=table.c.result),
+                },
                 {"Thing": Relation("Thing", lambda obs, thing: thing.c.id == obs.c.thing_id)},
             ),
         }
@@ -778,6 +798,23 @@ def test_a_mapping_resolver(world):
     assert caught.value.position == len("result gt 1 and ")
 
 
+def test_a_result_kept_as_a_number_or_as_json(world):
+    obs = world.observations
+    resolver = {"id": obs.c.id, "result": Target(obs.c.result_json, number=obs.c.result)}
+    cases = [
+        ("result eq 'offline'", [5]),
+        ("result gt 2", [2, 4]),
+        ("result add 1 gt 3", [2, 4]),
+        ("round(result) eq -3", [3]),
+        ("result/flag eq 'low'", [3]),
+        ("result eq null", []),
+        ("result ne null", [1, 2, 3, 4, 5]),
+        ("startswith(result, 'off')", [5]),
+    ]
+    assert [(c, world.ids(filter=c, resolver=resolver)) for c, _ in cases] == cases
+    assert world.ids(orderby="result desc", resolver=resolver) == [4, 2, 1, 3, 5]
+
+
 def test_a_callable_resolver_and_sql_of_both_dialects():
     table = sa.table("t", sa.column("id", sa.Integer), sa.column("at", UTCDateTime))
 
@@ -861,8 +898,29 @@ def test_expand_options_compile_with_their_origin(world):
 
 # Generated filters run on the database without a database error: each either compiles and runs, or is refused
 # with a QueryError. Two generators: one typed (mostly valid filters, to reach the SQL), one of loose pieces.
-NUMBERS = ["result", "id", "1", "-2.5", "0", "1e300", "9223372036854775807", "Thing/properties/level", "parameters/q"]
-TEXTS = ["Thing/name", "parameters/q", "Thing/properties/owner", "'x'", "''", "'O''B'", "Thing/properties"]
+NUMBERS = [
+    "result",
+    "resultAny",
+    "id",
+    "1",
+    "-2.5",
+    "0",
+    "1e300",
+    "9223372036854775807",
+    "Thing/properties/level",
+    "parameters/q",
+]
+TEXTS = [
+    "Thing/name",
+    "resultAny",
+    "resultAny/flag",
+    "parameters/q",
+    "Thing/properties/owner",
+    "'x'",
+    "''",
+    "'O''B'",
+    "Thing/properties",
+]
 TIMES = ["phenomenonTime", "now()", "2026-11-29T00:00:00+07:00", "now() sub duration'P1M'", "mindatetime()"]
 
 

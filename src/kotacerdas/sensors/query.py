@@ -882,10 +882,15 @@ def parse_query(params: Mapping[str, str] | Iterable[tuple[str, str]], *, limits
 @dataclass(frozen=True)
 class Target:
     """What a property path stands for in SQL. With `json_keys` (possibly empty), `expr` is a JSON document and the
-    keys lead to the value inside it (`properties/owner` → the `properties` column, keys ("owner",))."""
+    keys lead to the value inside it (`properties/owner` → the `properties` column, keys ("owner",)).
+
+    `number`: for a JSON value kept beside a column of its numbers (an Observation's `result`, stored as a number
+    when it is one and as JSON otherwise): comparisons with numbers, arithmetic and ordering use that column (and its
+    index), the rest the JSON; the value is null when both are."""
 
     expr: ColumnElement
     json_keys: tuple[str, ...] | None = None
+    number: ColumnElement | None = None
 
 
 @dataclass
@@ -929,10 +934,10 @@ class Relation:
 @dataclass(frozen=True)
 class Entity:
     """How one entity type's properties map to SQL: property name → column key of `table`, or a function of the
-    table (or its alias) giving the expression. `relations` are its navigation properties."""
+    table (or its alias) giving the expression or a `Target`. `relations` are its navigation properties."""
 
     table: FromClause
-    properties: Mapping[str, str | Callable[[FromClause], ColumnElement]]
+    properties: Mapping[str, str | Callable[[FromClause], ColumnElement | Target]]
     relations: Mapping[str, Relation] = field(default_factory=dict)
 
 
@@ -950,13 +955,14 @@ class EntityResolver:
         for i, segment in enumerate(path):
             prop = entity.properties.get(segment)
             if prop is not None:
-                expr = table.c[prop] if isinstance(prop, str) else prop(table)
+                found = table.c[prop] if isinstance(prop, str) else prop(table)
+                target = _as_target(found)
                 rest = path[i + 1 :]
-                if _is_json(expr):
-                    return Target(expr, rest)
                 if rest:
-                    raise QueryError(f"{segment} has no member {rest[0]!r}")
-                return Target(expr)
+                    if target.json_keys is None:
+                        raise QueryError(f"{segment} has no member {rest[0]!r}")
+                    target = replace(target, json_keys=target.json_keys + rest)
+                return target
             relation = entity.relations.get(segment)
             if relation is None:
                 known = ", ".join([*entity.properties, *entity.relations])
@@ -991,22 +997,25 @@ def _resolve(resolver: Resolver, path: tuple[str, ...], scope: JoinScope) -> Tar
             found = resolver.get("/".join(path[:size]))
             if found is None:
                 continue
-            target = found if isinstance(found, Target) else Target(found)
+            target = _as_target(found)
             rest = path[size:]
-            if target.json_keys is None and _is_json(target.expr):
-                target = Target(target.expr, ())
             if rest:
                 if target.json_keys is None:
                     break
-                target = Target(target.expr, target.json_keys + rest)
+                target = replace(target, json_keys=target.json_keys + rest)
             return target
         raise QueryError(f"unknown property {'/'.join(path)!r}")
     found = resolver(path)
     if found is None:
         raise QueryError(f"unknown property {'/'.join(path)!r}")
+    return _as_target(found)
+
+
+def _as_target(found: ColumnElement | Target) -> Target:
+    """A resolver's answer as a Target; a JSON column is a document whose keys may follow in the path."""
     target = found if isinstance(found, Target) else Target(found)
     if target.json_keys is None and _is_json(target.expr):
-        target = Target(target.expr, ())
+        target = replace(target, json_keys=())
     return target
 
 
@@ -1031,6 +1040,7 @@ class _Val:
     computed: bool = False
     json: tuple[ColumnElement, tuple[str, ...]] | None = None
     text: str = ""
+    number: ColumnElement | None = None  # see Target.number
 
     @property
     def literal(self) -> bool:
@@ -1110,7 +1120,9 @@ class _Compiler:
         val = self.value(item.expr, scope)
         if val.literal:
             return None  # a constant does not change the order
-        if val.json is not None:
+        if val.number is not None:
+            expr = val.number
+        elif val.json is not None:
             expr = self.json_element(*val.json)
         else:
             expr = val.sql
@@ -1135,7 +1147,7 @@ class _Compiler:
                     raise QueryError(error.message, self.option, node.pos) from None
                 raise
             if target.json_keys is not None:
-                return _Val("json", json=(target.expr, target.json_keys))
+                return _Val("json", json=(target.expr, target.json_keys), number=target.number)
             kind, integer = _kind_of(target.expr.type)
             return _Val(kind, sql=target.expr, integer=integer)
         if isinstance(node, BoolOp | Not):
@@ -1218,6 +1230,8 @@ class _Compiler:
     def operands(self, node: Node, a: _Val, b: _Val) -> tuple[ColumnElement, ColumnElement]:
         """Both sides of a comparison as SQL of one kind, the constant bound to suit the other side."""
         kind = self.common_kind(node, a, b)
+        if kind == "number":
+            a, b = (self.number(val, node) if val.number is not None else val for val in (a, b))
         numeric = self.pg and kind == "number" and (a.computed or b.computed or a.json or b.json)
         like = a if a.sql is not None else b if b.sql is not None else None
         return self.to_sql(a, kind, node.left, like, numeric), self.to_sql(b, kind, node.right, like, numeric)
@@ -1396,6 +1410,8 @@ class _Compiler:
     def number(self, val: _Val, node: Node) -> _Val:
         if val.kind == "number":
             return val
+        if val.number is not None:
+            return _Val("number", sql=val.number, integer=_kind_of(val.number.type)[1])
         if val.json is not None:
             return _Val("number", sql=self.json_as(val, "number"), computed=self.pg)
         if val.kind == "any":
@@ -1602,7 +1618,8 @@ class _Compiler:
 
     def json_is_null(self, val: _Val) -> ColumnElement:
         doc, keys = val.json
-        return sa.func.coalesce(self.json_type(doc, keys), "null") == "null"
+        is_null = sa.func.coalesce(self.json_type(doc, keys), "null") == "null"
+        return is_null if val.number is None else sa.and_(val.number.is_(None), is_null)
 
 
 _DATE_FUNCTION_ARGUMENTS = {
