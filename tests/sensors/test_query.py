@@ -832,6 +832,20 @@ def test_a_callable_resolver_and_sql_of_both_dialects():
         filter_condition(node, resolve, dialect="mysql")
 
 
+def test_a_not_null_column_keeps_its_plain_order_for_the_index():
+    table = sa.Table("t", sa.MetaData(), sa.Column("at", UTCDateTime, nullable=False), sa.Column("r", sa.Float))
+    clauses = order_by_clauses(
+        parse_orderby("at desc, r desc, r"), {"at": table.c.at, "r": table.c.r}, dialect="postgresql"
+    )
+    assert [str(clause.compile(dialect=_dialect("postgresql"))) for clause in clauses] == [
+        "t.at DESC",
+        "t.r DESC NULLS LAST",
+        "t.r ASC NULLS FIRST",
+    ]
+    clauses = order_by_clauses(parse_orderby("r desc"), {"r": table.c.r}, dialect="sqlite")
+    assert str(clauses[0].compile(dialect=_dialect("sqlite"))) == "t.r DESC"  # SQLite's nulls are already first
+
+
 def _dialect(name: str):
     from sqlalchemy.dialects import postgresql, sqlite
 

@@ -9,7 +9,10 @@ How the API layer uses it::
     statement = apply_query(sa.select(...).select_from(observations), options, resolver=resolver,
                             dialect=session.bind.dialect, limits=limits, tiebreak=[observations.c.id])
 
-and for each `options.expand` item, the same with `item.options` on the related entity. The parser is written by
+and for each `options.expand` item, the same with `item.options` on the related entity. A navigation path in a
+condition (`Datastream/Thing/name`, `Datastreams/name`) becomes EXISTS over joins of aliased tables, so a to-many path
+means "any of them"; in `$orderby` a to-one path is a scalar subquery. An Observation result kept as a number or as
+JSON resolves to `Target(result_json, number=result_number)`. The parser is written by
 hand (recursive descent over a small tokenizer); its input is bounded in length and nesting depth, and anything
 malformed raises `QueryError` naming the option and the character where it went wrong.
 
@@ -1130,8 +1133,12 @@ class _Compiler:
             if scope.many:
                 raise self.fail("cannot order by a property of a related collection (it has many values)", item.expr)
             expr = sa.select(expr).where(*scope.conditions).limit(1).scalar_subquery()
-        # OData: null sorts before every value ascending (PostgreSQL would put it last), after every value descending
-        return expr.desc().nulls_last() if item.descending else expr.asc().nulls_first()
+        # OData: null sorts before every value ascending, after every value descending: SQLite's order already, and
+        # PostgreSQL's opposite. A NOT NULL column keeps its plain order, so that an index serves "latest first".
+        ordered = expr.desc() if item.descending else expr.asc()
+        if not self.pg or getattr(expr, "nullable", True) is False:
+            return ordered
+        return ordered.nulls_last() if item.descending else ordered.nulls_first()
 
     # values --------------------------------------------------------------------------------------------------------
     def value(self, node: Node, scope: JoinScope) -> _Val:
