@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kotacerdas.db import JSONType, UTCDateTime
+from kotacerdas.errors import DomainError
 from kotacerdas.sensors.query import (
     FUNCTIONS,
     Binary,
@@ -240,6 +241,16 @@ def test_syntax_errors_name_the_option_and_position(text, message, position):
     assert caught.value.position == position - 1
     assert str(caught.value).startswith("$filter: ")
     assert f"(at character {position})" in str(caught.value)
+
+
+def test_query_errors_are_domain_errors_the_app_answers_as_problems():
+    with pytest.raises(DomainError) as caught:
+        parse_query({"$filter": "name eq"})
+    error = caught.value
+    assert (error.status_code, error.slug) == (400, "invalid-query")
+    assert error.detail == "$filter: expected a value, a property or a function, found the end (at character 8)"
+    assert error.errors == [{"field": "$filter", "reason": "invalid-query", "message": error.detail}]
+    assert (NotSupported.status_code, NotSupported.slug) == (501, "not-implemented")
 
 
 def test_length_and_depth_are_bounded():

@@ -46,27 +46,32 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause, Select
 
 from kotacerdas.db import UTCDateTime, utcnow
+from kotacerdas.errors import DomainError
 
 # --- errors and limits --------------------------------------------------------------------------------------------
 
 
-class QueryError(ValueError):
-    """A query option that cannot be parsed or carried out; the API answers 400 with `str(error)`."""
+class QueryError(DomainError):
+    """A query option that cannot be parsed or carried out: left uncaught, the app answers a 400 problem whose
+    detail is `str(error)`, e.g. "$filter: unknown function 'foo' (at character 1)"."""
 
     status_code = 400
+    slug = "invalid-query"
 
     def __init__(self, message: str, option: str = "", position: int | None = None) -> None:
         self.message = message
         self.option = option
         self.position = position  # 0-based, in the option's value
         where = f" (at character {position + 1})" if position is not None else ""
-        super().__init__(f"{option}: {message}{where}" if option else f"{message}{where}")
+        detail = f"{option}: {message}{where}" if option else f"{message}{where}"
+        super().__init__(detail, errors=[{"field": option, "reason": self.slug, "message": detail}])
 
 
 class NotSupported(QueryError):
     """Valid SensorThings syntax that this server does not carry out (geospatial functions); HTTP 501."""
 
     status_code = 501
+    slug = "not-implemented"
 
 
 @dataclass(frozen=True)
