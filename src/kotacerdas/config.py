@@ -123,6 +123,29 @@ class Settings(BaseSettings):
         default_factory=lambda: ["drainase_banjir"],
         description="Report category groups whose reports can cluster into a flood event, comma-separated.",
     )
+    sensor_raw_retention_days: int = Field(
+        0,
+        ge=0,
+        le=36_500,
+        description="Days raw sensor observations are kept; 0 keeps them forever. Hourly rollups and current "
+        "values are always kept.",
+    )
+    sensor_compact_rows: int = Field(
+        1_000_000,
+        ge=1_000,
+        le=100_000_000,
+        description="SQLite: the worker merges the observation journal into the clustered table once it holds "
+        "this many observations (docs/sensors.md).",
+    )
+    sensor_compact_interval_seconds: int = Field(
+        300, ge=1, le=86_400, description="SQLite: the worker merges the observation journal at least this often."
+    )
+    sensor_compact_chunk_rows: int = Field(
+        250_000,
+        ge=1_000,
+        le=10_000_000,
+        description="SQLite: observations merged per compaction transaction (ingest waits for at most one).",
+    )
     open311_jurisdiction_id: str = Field(
         "musirawaskab.go.id", description="The Open311 `jurisdiction_id` this server answers to."
     )

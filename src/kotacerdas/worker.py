@@ -69,12 +69,33 @@ def suggest_events(session_factory: sessionmaker[Session], settings: Settings, n
     return clusters.suggest_events(session_factory, settings, now)
 
 
+def compact_observations(session_factory: sessionmaker[Session], settings: Settings, now: datetime) -> int:
+    """SQLite: merge the observation journal once it holds `sensor_compact_rows` or every
+    `sensor_compact_interval_seconds` (sensors/store.py); observations merged."""
+    from kotacerdas.sensors import store
+
+    return store.compact_if_due(session_factory.kw["bind"], settings=settings, now=now)
+
+
+def maintain_observations(session_factory: sessionmaker[Session], settings: Settings, now: datetime) -> int:
+    """Observation store upkeep: PostgreSQL month partitions ahead, Datastream time extents, raw-data retention."""
+    from kotacerdas.sensors import store
+
+    engine = session_factory.kw["bind"]
+    done = store.maintain(engine, settings=settings, now=now)
+    return done["partitions"] + store.apply_retention(engine, settings=settings, now=now)
+
+
 PERIODIC_JOBS: list[Job] = [
     Job("notifications.deliver_outbox", 0, deliver_outbox),
     # A missed report deadline is escalated within 5 minutes.
     Job("reports.flag_breaches", 300, flag_report_breaches),
     # Clusters of flood reports are put to the operators within 5 minutes.
     Job("events.suggest_from_reports", 300, suggest_events),
+    # The observation journal is checked every 10 s (merged when big or old enough); partitions, extents and
+    # retention every 5 minutes.
+    Job("sensors.compact_observations", 10, compact_observations),
+    Job("sensors.maintain_observations", 300, maintain_observations),
 ]
 
 

@@ -1,0 +1,162 @@
+"""Sensors: the observation store (sensors/store.py): observations, current values, hourly rollups.
+
+The layout differs per database (docs/sensors.md, "Storage"), so the DDL is written out per dialect:
+- SQLite: an append-only journal (`sensor_obs_journal`, its AUTOINCREMENT key is the observation id) merged now
+  and then into a clustered `WITHOUT ROWID` table (`sensor_obs_merged`, keyed by datastream, time, id); the view
+  `sensor_observations_all` is both. Times are integer microseconds since the epoch (UTC).
+- PostgreSQL: `sensor_observations` partitioned by month on phenomenon_time, a DEFAULT partition for times no
+  month partition covers yet (store.maintain moves them out), ids from the sequence `sensor_observation_ids`.
+These tables are not ORM models: the Alembic comparison skips them (store.is_store_object).
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-29 06:00:00
+"""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from alembic import op
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+SQLITE = [
+    """CREATE TABLE sensor_obs_journal (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        datastream_id INTEGER NOT NULL,
+        phenomenon_time INTEGER NOT NULL,
+        phenomenon_time_end INTEGER,
+        result_type INTEGER NOT NULL,
+        result_number REAL,
+        result_json TEXT,
+        result_time INTEGER,
+        result_quality TEXT,
+        valid_time_start INTEGER,
+        valid_time_end INTEGER,
+        parameters TEXT,
+        feature_id INTEGER
+    )""",
+    """CREATE TABLE sensor_obs_merged (
+        datastream_id INTEGER NOT NULL,
+        phenomenon_time INTEGER NOT NULL,
+        id INTEGER NOT NULL,
+        phenomenon_time_end INTEGER,
+        result_type INTEGER NOT NULL,
+        result_number REAL,
+        result_json TEXT,
+        result_time INTEGER,
+        result_quality TEXT,
+        valid_time_start INTEGER,
+        valid_time_end INTEGER,
+        parameters TEXT,
+        feature_id INTEGER,
+        PRIMARY KEY (datastream_id, phenomenon_time, id)
+    ) WITHOUT ROWID""",
+    "CREATE UNIQUE INDEX ix_sensor_obs_merged_id ON sensor_obs_merged (id)",
+    """CREATE VIEW sensor_observations_all AS
+        SELECT id, datastream_id, phenomenon_time, phenomenon_time_end, result_type, result_number, result_json,
+               result_time, result_quality, valid_time_start, valid_time_end, parameters, feature_id
+        FROM sensor_obs_merged
+        UNION ALL
+        SELECT id, datastream_id, phenomenon_time, phenomenon_time_end, result_type, result_number, result_json,
+               result_time, result_quality, valid_time_start, valid_time_end, parameters, feature_id
+        FROM sensor_obs_journal""",
+    """CREATE TABLE sensor_current_values (
+        datastream_id INTEGER NOT NULL PRIMARY KEY
+            REFERENCES sensor_datastreams (id) ON DELETE CASCADE,
+        id INTEGER NOT NULL,
+        phenomenon_time INTEGER NOT NULL,
+        result_type INTEGER NOT NULL,
+        result_number REAL,
+        result_json TEXT
+    )""",
+    """CREATE TABLE sensor_hourly (
+        datastream_id INTEGER NOT NULL REFERENCES sensor_datastreams (id) ON DELETE CASCADE,
+        hour INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        sum REAL NOT NULL,
+        min REAL NOT NULL,
+        max REAL NOT NULL,
+        PRIMARY KEY (datastream_id, hour)
+    ) WITHOUT ROWID""",
+    "CREATE TABLE sensor_store_state (key TEXT NOT NULL PRIMARY KEY, value INTEGER NOT NULL)",
+]
+
+POSTGRES = [
+    "CREATE SEQUENCE sensor_observation_ids AS bigint CACHE 1",
+    """CREATE TABLE sensor_observations (
+        id bigint NOT NULL,
+        datastream_id integer NOT NULL,
+        phenomenon_time timestamptz NOT NULL,
+        phenomenon_time_end timestamptz,
+        result_type smallint NOT NULL,
+        result_number double precision,
+        result_json jsonb,
+        result_time timestamptz,
+        result_quality text,
+        valid_time_start timestamptz,
+        valid_time_end timestamptz,
+        parameters jsonb,
+        feature_id integer,
+        CONSTRAINT pk_sensor_observations PRIMARY KEY (datastream_id, phenomenon_time, id)
+    ) PARTITION BY RANGE (phenomenon_time)""",
+    "CREATE INDEX ix_sensor_observations_id ON sensor_observations (id)",
+    "CREATE TABLE sensor_observations_default PARTITION OF sensor_observations DEFAULT",
+    """CREATE TABLE sensor_current_values (
+        datastream_id integer NOT NULL PRIMARY KEY REFERENCES sensor_datastreams (id) ON DELETE CASCADE,
+        id bigint NOT NULL,
+        phenomenon_time timestamptz NOT NULL,
+        result_type smallint NOT NULL,
+        result_number double precision,
+        result_json jsonb
+    )""",
+    """CREATE TABLE sensor_hourly (
+        datastream_id integer NOT NULL REFERENCES sensor_datastreams (id) ON DELETE CASCADE,
+        hour timestamptz NOT NULL,
+        count bigint NOT NULL,
+        sum double precision NOT NULL,
+        min double precision NOT NULL,
+        max double precision NOT NULL,
+        PRIMARY KEY (datastream_id, hour)
+    )""",
+    "CREATE TABLE sensor_store_state (key text NOT NULL PRIMARY KEY, value bigint NOT NULL)",
+]
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name == "sqlite":
+        for statement in SQLITE:
+            op.execute(statement)
+        return
+    for statement in POSTGRES:
+        op.execute(statement)
+    # The current and the next months' partitions (named as store.partition_name does); the worker's daily
+    # store.maintain keeps creating them ahead.
+    today = datetime.now(UTC)
+    year, month = today.year, today.month
+    for _ in range(3):
+        following = (year + month // 12, month % 12 + 1)
+        op.execute(
+            f"CREATE TABLE sensor_observations_p{year:04d}_{month:02d} PARTITION OF sensor_observations "
+            f"FOR VALUES FROM ('{year:04d}-{month:02d}-01 00:00:00+00') "
+            f"TO ('{following[0]:04d}-{following[1]:02d}-01 00:00:00+00')"
+        )
+        year, month = following
+
+
+def downgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name == "sqlite":
+        for name in ("sensor_store_state", "sensor_hourly", "sensor_current_values"):
+            op.execute(f"DROP TABLE {name}")
+        op.execute("DROP VIEW sensor_observations_all")
+        op.execute("DROP TABLE sensor_obs_merged")
+        op.execute("DROP TABLE sensor_obs_journal")
+        return
+    for name in ("sensor_store_state", "sensor_hourly", "sensor_current_values", "sensor_observations"):
+        op.execute(f"DROP TABLE {name}")
+    op.execute("DROP SEQUENCE sensor_observation_ids")

@@ -1,0 +1,987 @@
+"""The observation store: SensorThings Observations, the current value of each Datastream, hourly rollups.
+
+What the API and the MQTT ingest call (the session first; the caller owns the transaction and commits):
+
+- `add_observations(session, rows, *, settings) -> list[int]`: store a batch of `NewObservation`s in the caller's
+  transaction, all or nothing, and return their ids (the SensorThings @iot.id) in order. On SQLite the caller holds
+  the writer queue (`db.begin_writes`, or a session begun with `db.WRITE_OPTION`). A NaN or infinite result or an
+  unknown Datastream raises `StoreError` naming the index of the bad row, before anything is written. The current
+  value of each Datastream (`sensor_current_values`) is updated in the same transaction: the newest by
+  phenomenon time wins, so an older observation arriving late does not replace it.
+- `current_values(session, datastream_ids=None) -> dict[int, CurrentValue]`: one primary-key row per Datastream.
+- `get_observation(session, observation_id) -> Observation | None`,
+  `list_observations(session, *, datastream_id, start=None, end=None, limit=100, order="asc")`.
+- `hourly(session, *, datastream_id, start, end) -> list[HourlyRow]`: min, max, avg and count per UTC hour of the
+  numeric results, never stale (on SQLite the journal's unmerged rows are aggregated on the fly).
+- `delete_observation(session, observation_id)`, `purge_before(session, *, cutoff, datastream_id=None)`: raw rows
+  go, rollups stay (retention: `sensor_raw_retention_days`, run by the worker through `apply_retention`).
+- `compact(engine, *, settings)`: SQLite only (a no-op on PostgreSQL), `maintain(engine, *, settings)`: partitions
+  ahead and out of the DEFAULT partition on PostgreSQL, Datastream time extents on both. Both are worker jobs.
+- `existing_keys(session, keys)`: which (datastream, phenomenonTime) pairs are stored (MQTT redelivery).
+
+Layout (docs/sensors.md, "Storage"):
+
+- SQLite: a batch is appended to `sensor_obs_journal` (its AUTOINCREMENT key is the observation id: appends in
+  key order write a few pages per commit whatever the Datastreams) and the current values are upserted. A
+  compaction moves the journal, in chunks each in its own transaction, into `sensor_obs_merged` (a `WITHOUT
+  ROWID` table clustered by (datastream_id, phenomenon_time, id), so a Datastream's time range is one range
+  scan), upserts the hourly rollups from the same rows and widens the Datastreams' time extents. Times in these
+  tables are integer microseconds since the epoch, UTC: half the size of SQLAlchemy's text datetimes, and
+  compared and bucketed by hour with integer arithmetic. The view `sensor_observations_all` is both tables.
+- PostgreSQL: `sensor_observations`, partitioned by month of phenomenon_time, primary key (datastream_id,
+  phenomenon_time, id), ids from the sequence `sensor_observation_ids`; a batch is one binary COPY, then the
+  current-value upsert and the hourly rollup upsert from arrays. A time outside every month partition lands in
+  the DEFAULT partition (creating a partition inside the ingest transaction would lock the parent table against
+  every other writer); `maintain` moves such rows into a new month partition.
+
+Results: a number (int or float, not bool) goes to `result_number` (REAL / double precision) with `result_type`
+saying whether it was an integer; anything else (bool, text, object, array) is JSON in `result_json`; None is
+`result_type` 0. Only numbers are rolled up.
+
+The Datastream's time extents are not touched per batch (one UPDATE per Datastream per batch would cost more
+than the batch's insert): the current values give the newest phenomenon time at once, and the extents on the
+Datastream row are widened by the compaction (SQLite) or `maintain` (PostgreSQL), a minute or so behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from kotacerdas.config import Settings
+from kotacerdas.db import WRITE_OPTION, utcnow
+from kotacerdas.sensors.models import Datastream
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_US = timedelta(microseconds=1)
+HOUR_US = 3_600_000_000
+
+# result_type values
+RESULT_NULL, RESULT_FLOAT, RESULT_INT, RESULT_JSON = 0, 1, 2, 3
+
+# The store's tables (and PostgreSQL's month partitions): not ORM models, so Alembic's comparison skips them.
+STORE_TABLES = frozenset(
+    {"sensor_obs_journal", "sensor_obs_merged", "sensor_observations", "sensor_current_values", "sensor_hourly",
+     "sensor_store_state", "sqlite_sequence"}
+)  # fmt: skip
+STORE_TABLE_PREFIXES = ("sensor_observations_", "sensor_obs_")
+
+# How many journal rows one compaction transaction merges (SQLite): larger merges cost less per row (each one
+# touches about one leaf page per Datastream), smaller ones hold the writer queue for less time
+# (bench/observation_store.py).
+DEFAULT_CHUNK_ROWS = 250_000
+
+
+class StoreError(ValueError):
+    """A batch the store refuses; `index` is the position of the bad row in the batch."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(f"observation {index}: {message}")
+        self.index = index
+        self.reason = message
+
+
+@dataclass(slots=True)
+class NewObservation:
+    """An observation to store. Times are timezone-aware datetimes or integer microseconds since the epoch."""
+
+    datastream_id: int
+    phenomenon_time: datetime | int
+    result: Any
+    phenomenon_time_end: datetime | int | None = None
+    result_time: datetime | int | None = None
+    result_quality: str | None = None
+    valid_time_start: datetime | int | None = None
+    valid_time_end: datetime | int | None = None
+    parameters: dict[str, Any] | None = None
+    feature_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A stored observation (times timezone-aware UTC)."""
+
+    id: int
+    datastream_id: int
+    phenomenon_time: datetime
+    phenomenon_time_end: datetime | None
+    result: Any
+    result_time: datetime | None
+    result_quality: str | None
+    valid_time_start: datetime | None
+    valid_time_end: datetime | None
+    parameters: dict[str, Any] | None
+    feature_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentValue:
+    """The newest observation of a Datastream by phenomenon time."""
+
+    datastream_id: int
+    observation_id: int
+    phenomenon_time: datetime
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyRow:
+    """The numeric results of one UTC hour of a Datastream."""
+
+    hour: datetime
+    count: int
+    min: float
+    max: float
+    avg: float
+    sum: float
+
+
+# --- conversions ------------------------------------------------------------------------------------------------
+
+
+def to_us(value: datetime | int) -> int:
+    """A timezone-aware datetime (or integer microseconds) as integer microseconds since the epoch."""
+    if type(value) is int:
+        return value
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: the store takes timezone-aware datetimes only")
+    return (value - EPOCH) // ONE_US
+
+
+def from_us(value: int | None) -> datetime | None:
+    return None if value is None else EPOCH + timedelta(microseconds=value)
+
+
+def to_datetime(value: datetime | int | None) -> datetime | None:
+    if value is None:
+        return None
+    if type(value) is int:
+        return EPOCH + timedelta(microseconds=value)
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: the store takes timezone-aware datetimes only")
+    return value
+
+
+def _split_result(index: int, result: Any) -> tuple[int, float | None, Any]:
+    """(result_type, number, JSON value) of a result; refuses NaN and infinities anywhere in it."""
+    kind = type(result)
+    if kind is float:
+        if not math.isfinite(result):
+            raise StoreError(index, "the result is NaN or infinite")
+        return RESULT_FLOAT, result, None
+    if kind is int:
+        if not -(2**63) <= result < 2**63:
+            raise StoreError(index, "the result is too large an integer")
+        return RESULT_INT, float(result), None
+    if result is None:
+        return RESULT_NULL, None, None
+    try:
+        json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise StoreError(index, f"the result is not storable as JSON ({error})") from None
+    return RESULT_JSON, None, result
+
+
+def _result(result_type: int, number: float | None, value: Any, sqlite: bool) -> Any:
+    if result_type == RESULT_INT:
+        return int(number)
+    if result_type == RESULT_FLOAT:
+        return number
+    if result_type == RESULT_JSON:
+        # JSON text on SQLite; psycopg has decoded the jsonb already.
+        return json.loads(value) if sqlite else value
+    return None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
+def _dialect(session_or_engine: Session | Engine) -> str:
+    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
+    return bind.dialect.name
+
+
+def _raw(session: Session) -> Any:
+    """The DBAPI connection of the session's transaction (sqlite3 or psycopg)."""
+    return session.connection().connection.driver_connection
+
+
+# --- the Datastreams the store knows ----------------------------------------------------------------------------
+
+_DATASTREAMS: weakref.WeakKeyDictionary[Engine, dict[int, str]] = weakref.WeakKeyDictionary()
+_DATASTREAMS_LOCK = threading.Lock()
+
+
+def _known_datastreams(session: Session, wanted: Iterable[int]) -> dict[int, str]:
+    """Datastream id → observation type, cached per engine and read again when a batch names one not in it."""
+    engine = session.get_bind()
+    known = _DATASTREAMS.get(engine)
+    if known is None or any(datastream_id not in known for datastream_id in wanted):
+        rows = session.connection().execute(sa.select(Datastream.id, Datastream.observation_type))
+        known = dict(rows.tuples().all())
+        with _DATASTREAMS_LOCK:
+            _DATASTREAMS[engine] = known
+    return known
+
+
+def forget_datastreams(engine: Engine) -> None:
+    """Drop the cache of Datastream ids (after deleting a Datastream)."""
+    with _DATASTREAMS_LOCK:
+        _DATASTREAMS.pop(engine, None)
+
+
+# --- ingest -----------------------------------------------------------------------------------------------------
+
+
+def add_observations(session: Session, rows: Sequence[NewObservation], *, settings: Settings) -> list[int]:
+    """Store a batch of observations in the caller's transaction (all or nothing); their ids, in order."""
+    if not rows:
+        return []
+    known = _known_datastreams(session, {row.datastream_id for row in rows})
+    prepared = []
+    for index, row in enumerate(rows):
+        if row.datastream_id not in known:
+            raise StoreError(index, f"no Datastream {row.datastream_id}")
+        result_type, number, value = _split_result(index, row.result)
+        try:
+            phenomenon = to_us(row.phenomenon_time)
+        except (TypeError, ValueError, AttributeError, OverflowError) as error:
+            raise StoreError(index, f"bad phenomenon time ({error})") from None
+        if row.phenomenon_time_end is not None or row.result_time is not None or row.valid_time_start is not None:
+            for other in (row.phenomenon_time_end, row.result_time, row.valid_time_start, row.valid_time_end):
+                _optional_us(index, other)
+        elif row.valid_time_end is not None:
+            _optional_us(index, row.valid_time_end)
+        prepared.append((row, phenomenon, result_type, number, value))
+    if _dialect(session) == "sqlite":
+        return _add_sqlite(session, prepared)
+    return _add_postgres(session, prepared)
+
+
+def _newest_per_datastream(prepared: list, ids: list[int]) -> dict[int, tuple]:
+    """The newest row per Datastream of the batch: (id, time µs, result_type, number, value)."""
+    newest: dict[int, tuple] = {}
+    for (row, phenomenon, result_type, number, value), observation_id in zip(prepared, ids, strict=True):
+        best = newest.get(row.datastream_id)
+        if best is None or phenomenon >= best[1]:
+            newest[row.datastream_id] = (observation_id, phenomenon, result_type, number, value)
+    return newest
+
+
+_SQLITE_JOURNAL_INSERT = (
+    "INSERT INTO sensor_obs_journal (id, datastream_id, phenomenon_time, phenomenon_time_end, result_type, "
+    "result_number, result_json, result_time, result_quality, valid_time_start, valid_time_end, parameters, "
+    "feature_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_SQLITE_CURRENT_UPSERT = (
+    "INSERT INTO sensor_current_values (datastream_id, id, phenomenon_time, result_type, result_number, result_json) "
+    "VALUES (?,?,?,?,?,?) ON CONFLICT (datastream_id) DO UPDATE SET id = excluded.id, "
+    "phenomenon_time = excluded.phenomenon_time, result_type = excluded.result_type, "
+    "result_number = excluded.result_number, result_json = excluded.result_json "
+    "WHERE excluded.phenomenon_time > sensor_current_values.phenomenon_time "
+    "OR (excluded.phenomenon_time = sensor_current_values.phenomenon_time AND excluded.id > sensor_current_values.id)"
+)
+
+
+def _optional_us(index: int, value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return to_us(value)
+    except (TypeError, ValueError, AttributeError, OverflowError) as error:
+        raise StoreError(index, f"bad time ({error})") from None
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _add_sqlite(session: Session, prepared: list) -> list[int]:
+    raw = _raw(session)
+    # The caller holds the writer queue, so nobody else takes ids until the commit: they are last + 1 … last + n
+    # (AUTOINCREMENT never hands out an id again, even after the journal is emptied by a compaction).
+    last = raw.execute("SELECT seq FROM sqlite_sequence WHERE name = 'sensor_obs_journal'").fetchone()
+    first = (last[0] if last else 0) + 1
+    ids = list(range(first, first + len(prepared)))
+    records = []
+    for index, ((row, phenomenon, result_type, number, value), observation_id) in enumerate(
+        zip(prepared, ids, strict=True)
+    ):
+        simple = row.phenomenon_time_end is None and row.result_time is None and row.valid_time_start is None
+        if simple and row.valid_time_end is None and row.parameters is None:
+            records.append(
+                (observation_id, row.datastream_id, phenomenon, None, result_type, number, _json_text(value),
+                 None, row.result_quality, None, None, None, row.feature_id)
+            )  # fmt: skip
+            continue
+        records.append(
+            (observation_id, row.datastream_id, phenomenon, _optional_us(index, row.phenomenon_time_end),
+             result_type, number, _json_text(value), _optional_us(index, row.result_time), row.result_quality,
+             _optional_us(index, row.valid_time_start), _optional_us(index, row.valid_time_end),
+             _json_text(row.parameters), row.feature_id)
+        )  # fmt: skip
+    raw.executemany(_SQLITE_JOURNAL_INSERT, records)
+    newest = _newest_per_datastream(prepared, ids)
+    raw.executemany(
+        _SQLITE_CURRENT_UPSERT,
+        [(ds, oid, t, rtype, number, _json_text(value)) for ds, (oid, t, rtype, number, value) in newest.items()],
+    )
+    return ids
+
+
+_PG_COLUMNS = (
+    "id, datastream_id, phenomenon_time, phenomenon_time_end, result_type, result_number, result_json, "
+    "result_time, result_quality, valid_time_start, valid_time_end, parameters, feature_id"
+)
+_PG_TYPES = [
+    "int8", "int4", "timestamptz", "timestamptz", "int2", "float8", "jsonb", "timestamptz", "text", "timestamptz",
+    "timestamptz", "jsonb", "int4",
+]  # fmt: skip
+_PG_CURRENT_UPSERT = """
+INSERT INTO sensor_current_values AS c (datastream_id, id, phenomenon_time, result_type, result_number, result_json)
+SELECT * FROM unnest(%s::int4[], %s::int8[], %s::timestamptz[], %s::int2[], %s::float8[], %s::jsonb[])
+ON CONFLICT (datastream_id) DO UPDATE SET id = excluded.id, phenomenon_time = excluded.phenomenon_time,
+    result_type = excluded.result_type, result_number = excluded.result_number, result_json = excluded.result_json
+WHERE excluded.phenomenon_time > c.phenomenon_time
+    OR (excluded.phenomenon_time = c.phenomenon_time AND excluded.id > c.id)
+"""
+_PG_HOURLY_UPSERT = """
+INSERT INTO sensor_hourly AS h (datastream_id, hour, count, sum, min, max)
+SELECT * FROM unnest(%s::int4[], %s::timestamptz[], %s::int8[], %s::float8[], %s::float8[], %s::float8[])
+ON CONFLICT (datastream_id, hour) DO UPDATE SET count = h.count + excluded.count, sum = h.sum + excluded.sum,
+    min = least(h.min, excluded.min), max = greatest(h.max, excluded.max)
+"""
+
+
+def _add_postgres(session: Session, prepared: list) -> list[int]:
+    from psycopg.types.json import Jsonb
+
+    raw = _raw(session)
+    with raw.cursor() as cursor:
+        cursor.execute("SELECT nextval('sensor_observation_ids') FROM generate_series(1, %s)", (len(prepared),))
+        ids = [observation_id for (observation_id,) in cursor.fetchall()]
+        hourly: dict[tuple[int, int], list] = {}
+        with cursor.copy(f"COPY sensor_observations ({_PG_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_PG_TYPES)
+            write_row = copy.write_row
+            for index, ((row, phenomenon, result_type, number, value), observation_id) in enumerate(
+                zip(prepared, ids, strict=True)
+            ):
+                try:
+                    write_row(
+                        (observation_id, row.datastream_id, to_datetime(row.phenomenon_time),
+                         to_datetime(row.phenomenon_time_end), result_type, number,
+                         None if value is None else Jsonb(value), to_datetime(row.result_time), row.result_quality,
+                         to_datetime(row.valid_time_start), to_datetime(row.valid_time_end),
+                         None if row.parameters is None else Jsonb(row.parameters), row.feature_id)
+                    )  # fmt: skip
+                except (TypeError, ValueError, AttributeError, OverflowError) as error:
+                    raise StoreError(index, f"bad time ({error})") from None
+                if number is not None:
+                    key = (row.datastream_id, phenomenon - phenomenon % HOUR_US)
+                    bucket = hourly.get(key)
+                    if bucket is None:
+                        hourly[key] = [1, number, number, number]
+                    else:
+                        bucket[0] += 1
+                        bucket[1] += number
+                        if number < bucket[2]:
+                            bucket[2] = number
+                        if number > bucket[3]:
+                            bucket[3] = number
+        newest = _newest_per_datastream(prepared, ids)
+        cursor.execute(
+            _PG_CURRENT_UPSERT,
+            (list(newest), [v[0] for v in newest.values()], [from_us(v[1]) for v in newest.values()],
+             [v[2] for v in newest.values()], [v[3] for v in newest.values()],
+             [None if v[4] is None else Jsonb(v[4]) for v in newest.values()]),
+        )  # fmt: skip
+        if hourly:
+            cursor.execute(
+                _PG_HOURLY_UPSERT,
+                ([k[0] for k in hourly], [from_us(k[1]) for k in hourly], [b[0] for b in hourly.values()],
+                 [b[1] for b in hourly.values()], [b[2] for b in hourly.values()], [b[3] for b in hourly.values()]),
+            )  # fmt: skip
+    return ids
+
+
+# --- reads ------------------------------------------------------------------------------------------------------
+
+
+def current_values(session: Session, datastream_ids: Iterable[int] | None = None) -> dict[int, CurrentValue]:
+    """The current value of the given Datastreams (all when None), by Datastream id."""
+    sqlite = _dialect(session) == "sqlite"
+    sql = (
+        "SELECT datastream_id, id, phenomenon_time, result_type, result_number, result_json FROM sensor_current_values"
+    )
+    params: dict[str, Any] = {}
+    if datastream_ids is not None:
+        ids = list(datastream_ids)
+        if not ids:
+            return {}
+        if sqlite:
+            sql += " WHERE datastream_id IN (SELECT value FROM json_each(:ids))"
+            params["ids"] = json.dumps(ids)
+        else:
+            sql += " WHERE datastream_id = ANY(:ids)"
+            params["ids"] = ids
+    rows = session.connection().exec_driver_sql(*_driver(sql, params, sqlite)).fetchall()
+    values = {}
+    for datastream_id, observation_id, time, rtype, number, value in rows:
+        values[datastream_id] = CurrentValue(
+            datastream_id,
+            observation_id,
+            from_us(time) if sqlite else time.astimezone(UTC),
+            _result(rtype, number, value, sqlite),
+        )
+    return values
+
+
+def _driver(sql: str, params: dict[str, Any], sqlite: bool) -> tuple[str, Any]:
+    """Named parameters in the driver's style (:name for sqlite3, %(name)s for psycopg)."""
+    if sqlite:
+        return sql, params
+    import re
+
+    return re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", sql), params
+
+
+_OBS_COLUMNS = (
+    "id, datastream_id, phenomenon_time, phenomenon_time_end, result_type, result_number, result_json, "
+    "result_time, result_quality, valid_time_start, valid_time_end, parameters, feature_id"
+)
+
+
+def _observation(row: Sequence[Any], sqlite: bool) -> Observation:
+    (oid, ds, t, t_end, rtype, number, value, result_time, quality, valid_start, valid_end, params, feature) = row
+    if sqlite:
+        t, t_end, result_time, valid_start, valid_end = map(from_us, (t, t_end, result_time, valid_start, valid_end))
+        params = None if params is None else json.loads(params)
+    else:
+        t, t_end, result_time, valid_start, valid_end = map(_utc, (t, t_end, result_time, valid_start, valid_end))
+    return Observation(
+        oid,
+        ds,
+        t,
+        t_end,
+        _result(rtype, number, value, sqlite),
+        result_time,
+        quality,
+        valid_start,
+        valid_end,
+        params,
+        feature,
+    )
+
+
+def get_observation(session: Session, observation_id: int) -> Observation | None:
+    """One observation by id, merged or not."""
+    sqlite = _dialect(session) == "sqlite"
+    if sqlite:
+        sql = (
+            f"SELECT {_OBS_COLUMNS} FROM sensor_obs_journal WHERE id = :id UNION ALL "
+            f"SELECT {_OBS_COLUMNS} FROM sensor_obs_merged WHERE id = :id"
+        )
+    else:
+        sql = f"SELECT {_OBS_COLUMNS} FROM sensor_observations WHERE id = :id"
+    row = session.connection().exec_driver_sql(*_driver(sql, {"id": observation_id}, sqlite)).first()
+    return None if row is None else _observation(row, sqlite)
+
+
+def list_observations(
+    session: Session,
+    *,
+    datastream_id: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 100,
+    order: str = "asc",
+) -> list[Observation]:
+    """A Datastream's observations with start <= phenomenon time < end, by phenomenon time (then id)."""
+    if order not in ("asc", "desc"):
+        raise ValueError("order is asc or desc")
+    sqlite = _dialect(session) == "sqlite"
+    low = to_us(start) if start is not None else -(2**62)
+    high = to_us(end) if end is not None else 2**62
+    params: dict[str, Any] = {"ds": datastream_id, "limit": int(limit)}
+    if sqlite:
+        params |= {"low": low, "high": high}
+        where = "datastream_id = :ds AND phenomenon_time >= :low AND phenomenon_time < :high"
+        sql = (
+            f"SELECT * FROM (SELECT {_OBS_COLUMNS} FROM sensor_obs_merged WHERE {where} "
+            f"ORDER BY phenomenon_time {order}, id {order} LIMIT :limit) UNION ALL "
+            f"SELECT * FROM (SELECT {_OBS_COLUMNS} FROM sensor_obs_journal WHERE {where} "
+            f"ORDER BY phenomenon_time {order}, id {order} LIMIT :limit) "
+            f"ORDER BY phenomenon_time {order}, id {order} LIMIT :limit"
+        )
+    else:
+        params |= {"low": from_us(low), "high": from_us(high)} if start or end else {}
+        where = "datastream_id = :ds" + (
+            " AND phenomenon_time >= :low AND phenomenon_time < :high" if start or end else ""
+        )
+        sql = (
+            f"SELECT {_OBS_COLUMNS} FROM sensor_observations WHERE {where} "
+            f"ORDER BY phenomenon_time {order}, id {order} LIMIT :limit"
+        )
+    rows = session.connection().exec_driver_sql(*_driver(sql, params, sqlite)).fetchall()
+    return [_observation(row, sqlite) for row in rows]
+
+
+def hourly(session: Session, *, datastream_id: int, start: datetime, end: datetime) -> list[HourlyRow]:
+    """Min, max, avg, sum and count of a Datastream's numeric results per UTC hour in [start, end)."""
+    sqlite = _dialect(session) == "sqlite"
+    low, high = to_us(start), to_us(end)
+    if sqlite:
+        low_hour = low - low % HOUR_US
+        sql = f"""
+        SELECT hour, sum(n), sum(s), min(lo), max(hi) FROM (
+            SELECT hour, count AS n, sum AS s, min AS lo, max AS hi FROM sensor_hourly
+            WHERE datastream_id = :ds AND hour >= :low_hour AND hour < :high
+            UNION ALL
+            SELECT phenomenon_time - ((phenomenon_time % {HOUR_US}) + {HOUR_US}) % {HOUR_US} AS hour,
+                   count(*), sum(result_number), min(result_number), max(result_number)
+            FROM sensor_obs_journal
+            WHERE datastream_id = :ds AND phenomenon_time >= :low_hour AND phenomenon_time < :high
+              AND result_number IS NOT NULL
+            GROUP BY 1
+        ) GROUP BY hour ORDER BY hour"""
+        params = {"ds": datastream_id, "low_hour": low_hour, "high": high}
+    else:
+        sql = """SELECT hour, count, sum, min, max FROM sensor_hourly
+            WHERE datastream_id = :ds AND hour >= date_trunc('hour', :low, 'UTC') AND hour < :high ORDER BY hour"""
+        params = {"ds": datastream_id, "low": from_us(low), "high": from_us(high)}
+    rows = session.connection().exec_driver_sql(*_driver(sql, params, sqlite)).fetchall()
+    return [
+        HourlyRow(from_us(hour) if sqlite else hour.astimezone(UTC), int(count), lo, hi, total / count, total)
+        for hour, count, total, lo, hi in rows
+    ]
+
+
+def existing_keys(session: Session, keys: Iterable[tuple[int, datetime]]) -> list[tuple[int, datetime]]:
+    """Which of the (datastream id, phenomenon time) pairs are stored already (to skip redelivered messages)."""
+    keys = list(keys)
+    if not keys:
+        return []
+    sqlite = _dialect(session) == "sqlite"
+    found = []
+    connection = session.connection()
+    for datastream_id, time in keys:
+        if sqlite:
+            t = to_us(time)
+            sql = (
+                "SELECT 1 FROM sensor_obs_merged WHERE datastream_id = ? AND phenomenon_time = ? UNION ALL "
+                "SELECT 1 FROM sensor_obs_journal WHERE datastream_id = ? AND phenomenon_time = ? LIMIT 1"
+            )
+            params: Any = (datastream_id, t, datastream_id, t)
+        else:
+            sql = "SELECT 1 FROM sensor_observations WHERE datastream_id = %s AND phenomenon_time = %s LIMIT 1"
+            params = (datastream_id, to_datetime(time))
+        if connection.exec_driver_sql(sql, params).first() is not None:
+            found.append((datastream_id, time))
+    return found
+
+
+def all_observations_for_tests(session: Session) -> list[tuple[int, datetime, Any]]:
+    """Every stored observation as (datastream id, phenomenon time, result), by id (tests; small stores only)."""
+    sqlite = _dialect(session) == "sqlite"
+    table = "sensor_observations_all" if sqlite else "sensor_observations"
+    sql = f"SELECT {_OBS_COLUMNS} FROM {table} ORDER BY id"
+    rows = session.connection().exec_driver_sql(sql).fetchall()
+    return [(o.datastream_id, o.phenomenon_time, o.result) for o in (_observation(row, sqlite) for row in rows)]
+
+
+# --- deletes and retention --------------------------------------------------------------------------------------
+
+
+def delete_observation(session: Session, observation_id: int) -> bool:
+    """Delete one observation; its hour's rollup is computed again from the raw rows, the current value too."""
+    observation = get_observation(session, observation_id)
+    if observation is None:
+        return False
+    sqlite = _dialect(session) == "sqlite"
+    connection = session.connection()
+    ds, t = observation.datastream_id, to_us(observation.phenomenon_time)
+    hour = t - t % HOUR_US
+    if sqlite:
+        merged = connection.exec_driver_sql("DELETE FROM sensor_obs_merged WHERE id = ?", (observation_id,)).rowcount
+        connection.exec_driver_sql("DELETE FROM sensor_obs_journal WHERE id = ?", (observation_id,))
+        if merged:
+            # Only merged rows are in the rollups: compute that hour again from the merged rows left.
+            connection.exec_driver_sql("DELETE FROM sensor_hourly WHERE datastream_id = ? AND hour = ?", (ds, hour))
+            connection.exec_driver_sql(
+                "INSERT INTO sensor_hourly (datastream_id, hour, count, sum, min, max) "
+                "SELECT datastream_id, ?, count(*), sum(result_number), min(result_number), max(result_number) "
+                "FROM sensor_obs_merged WHERE datastream_id = ? AND phenomenon_time >= ? AND phenomenon_time < ? "
+                "AND result_number IS NOT NULL GROUP BY datastream_id",
+                (hour, ds, hour, hour + HOUR_US),
+            )
+    else:
+        connection.exec_driver_sql("DELETE FROM sensor_observations WHERE id = %s", (observation_id,))
+        low, high = from_us(hour), from_us(hour + HOUR_US)
+        connection.exec_driver_sql("DELETE FROM sensor_hourly WHERE datastream_id = %s AND hour = %s", (ds, low))
+        connection.exec_driver_sql(
+            "INSERT INTO sensor_hourly (datastream_id, hour, count, sum, min, max) "
+            "SELECT datastream_id, %s, count(*), sum(result_number), min(result_number), max(result_number) "
+            "FROM sensor_observations WHERE datastream_id = %s AND phenomenon_time >= %s AND phenomenon_time < %s "
+            "AND result_number IS NOT NULL GROUP BY datastream_id",
+            (low, ds, low, high),
+        )
+    _recompute_current(session, ds, sqlite)
+    return True
+
+
+def _recompute_current(session: Session, datastream_id: int, sqlite: bool) -> None:
+    connection = session.connection()
+    ph = "?" if sqlite else "%s"
+    connection.exec_driver_sql(f"DELETE FROM sensor_current_values WHERE datastream_id = {ph}", (datastream_id,))
+    table = "sensor_observations_all" if sqlite else "sensor_observations"
+    connection.exec_driver_sql(
+        "INSERT INTO sensor_current_values (datastream_id, id, phenomenon_time, result_type, result_number, "
+        f"result_json) SELECT datastream_id, id, phenomenon_time, result_type, result_number, result_json FROM {table} "
+        f"WHERE datastream_id = {ph} ORDER BY phenomenon_time DESC, id DESC LIMIT 1",
+        (datastream_id,),
+    )
+
+
+def delete_datastream_observations(session: Session, datastream_id: int) -> int:
+    """Delete every observation of a Datastream (before the Datastream itself: the store has no foreign key to it,
+    so that inserts check nothing); its current value and rollups go with the Datastream (ON DELETE CASCADE)."""
+    if _dialect(session) == "sqlite":
+        connection = session.connection()
+        count = connection.exec_driver_sql("DELETE FROM sensor_obs_merged WHERE datastream_id = ?", (datastream_id,))
+        journal = connection.exec_driver_sql("DELETE FROM sensor_obs_journal WHERE datastream_id = ?", (datastream_id,))
+        return count.rowcount + journal.rowcount
+    result = session.connection().exec_driver_sql(
+        "DELETE FROM sensor_observations WHERE datastream_id = %s", (datastream_id,)
+    )
+    return result.rowcount
+
+
+def purge_before(session: Session, *, cutoff: datetime, datastream_id: int | None = None) -> int:
+    """Delete raw observations older than `cutoff` (of one Datastream, or all); rollups and current values stay.
+
+    On SQLite only merged rows go (the journal's rows are not rolled up yet: the next purge after a compaction
+    takes them); on PostgreSQL whole month partitions older than the cutoff are dropped, which costs nothing."""
+    limit = to_us(cutoff)
+    connection = session.connection()
+    if _dialect(session) == "sqlite":
+        if datastream_id is None:
+            # Datastream by Datastream: each is one range of the clustered key.
+            ids = [row[0] for row in connection.exec_driver_sql("SELECT id FROM sensor_datastreams")]
+        else:
+            ids = [datastream_id]
+        deleted = 0
+        for ds in ids:
+            deleted += connection.exec_driver_sql(
+                "DELETE FROM sensor_obs_merged WHERE datastream_id = ? AND phenomenon_time < ?", (ds, limit)
+            ).rowcount
+        return deleted
+    if datastream_id is not None:
+        return connection.exec_driver_sql(
+            "DELETE FROM sensor_observations WHERE datastream_id = %s AND phenomenon_time < %s",
+            (datastream_id, cutoff),
+        ).rowcount
+    deleted = 0
+    for name, upper in _partitions(connection):
+        if upper is not None and upper <= cutoff:
+            deleted += connection.exec_driver_sql(f"SELECT count(*) FROM {name}").scalar_one()
+            connection.exec_driver_sql(f"DROP TABLE {name}")
+    deleted += connection.exec_driver_sql(
+        "DELETE FROM sensor_observations WHERE phenomenon_time < %s", (cutoff,)
+    ).rowcount
+    return deleted
+
+
+def apply_retention(engine: Engine, *, settings: Settings, now: datetime | None = None) -> int:
+    """Purge raw observations older than `sensor_raw_retention_days` (0 keeps them forever); rows deleted."""
+    days = settings.sensor_raw_retention_days
+    if days <= 0:
+        return 0
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    with Session(engine) as session:
+        session.connection(execution_options={WRITE_OPTION: True})
+        deleted = purge_before(session, cutoff=cutoff)
+        session.commit()
+    return deleted
+
+
+# --- SQLite compaction -------------------------------------------------------------------------------------------
+
+
+def journal_rows(engine: Engine) -> int:
+    """About how many observations wait in the journal (SQLite; 0 on PostgreSQL)."""
+    if engine.dialect.name != "sqlite":
+        return 0
+    with engine.connect() as connection:
+        low, high = connection.exec_driver_sql("SELECT min(id), max(id) FROM sensor_obs_journal").one()
+    return 0 if low is None else high - low + 1
+
+
+@dataclass(slots=True)
+class CompactionStats:
+    """What one compaction did: rows merged, its transactions' durations (each holds the writer queue)."""
+
+    rows: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    longest_chunk_seconds: float = 0.0
+
+
+def compact(
+    engine: Engine, *, settings: Settings | None = None, chunk_rows: int | None = None, max_rows: int | None = None
+) -> CompactionStats:
+    """Merge the journal into the clustered table and the hourly rollups (SQLite; nothing on PostgreSQL).
+
+    Chunk by chunk in id order, each chunk one transaction that takes the writer queue like any writer, so ingest
+    waits at most one chunk. Stops when the journal is empty or after `max_rows`."""
+    import time
+
+    stats = CompactionStats()
+    if engine.dialect.name != "sqlite":
+        return stats
+    chunk = chunk_rows or (settings.sensor_compact_chunk_rows if settings is not None else DEFAULT_CHUNK_ROWS)
+    began = time.perf_counter()
+    while max_rows is None or stats.rows < max_rows:
+        started = time.perf_counter()
+        with engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
+            merged = _compact_chunk(connection, chunk)
+        if not merged:
+            break
+        took = time.perf_counter() - started
+        stats.rows += merged
+        stats.chunks += 1
+        stats.longest_chunk_seconds = max(stats.longest_chunk_seconds, took)
+    stats.seconds = time.perf_counter() - began
+    return stats
+
+
+_LAST_COMPACTION: weakref.WeakKeyDictionary[Engine, datetime] = weakref.WeakKeyDictionary()
+
+
+def compact_if_due(engine: Engine, *, settings: Settings, now: datetime | None = None) -> int:
+    """Compact when the journal holds `sensor_compact_rows` or the last compaction is older than
+    `sensor_compact_interval_seconds` (the worker's job, every few seconds); observations merged."""
+    if engine.dialect.name != "sqlite":
+        return 0
+    now = now or utcnow()
+    waiting = journal_rows(engine)
+    last = _LAST_COMPACTION.get(engine)
+    old = last is None or (now - last).total_seconds() >= settings.sensor_compact_interval_seconds
+    if waiting == 0 or (waiting < settings.sensor_compact_rows and not old):
+        return 0
+    _LAST_COMPACTION[engine] = now
+    return compact(engine, settings=settings).rows
+
+
+_MERGE_COLUMNS = (
+    "datastream_id, phenomenon_time, id, phenomenon_time_end, result_type, result_number, result_json, "
+    "result_time, result_quality, valid_time_start, valid_time_end, parameters, feature_id"
+)
+
+
+def _compact_chunk(connection: sa.Connection, chunk: int) -> int:
+    raw = connection.connection.driver_connection
+    bounds = raw.execute(
+        "SELECT min(id), (SELECT id FROM sensor_obs_journal ORDER BY id LIMIT 1 OFFSET ?) FROM sensor_obs_journal",
+        (chunk - 1,),
+    ).fetchone()
+    if bounds[0] is None:
+        return 0
+    high = bounds[1]
+    if high is None:
+        high = raw.execute("SELECT max(id) FROM sensor_obs_journal").fetchone()[0]
+    # A bigger page cache for the merge: it touches about one leaf page per Datastream and hour range.
+    raw.execute("PRAGMA cache_size = -262144")
+    try:
+        moved = raw.execute(
+            f"INSERT INTO sensor_obs_merged ({_MERGE_COLUMNS}) SELECT {_MERGE_COLUMNS} FROM sensor_obs_journal "
+            "WHERE id <= ? ORDER BY datastream_id, phenomenon_time, id",
+            (high,),
+        ).rowcount
+        raw.execute(
+            "INSERT INTO sensor_hourly (datastream_id, hour, count, sum, min, max) "
+            f"SELECT datastream_id, phenomenon_time - ((phenomenon_time % {HOUR_US}) + {HOUR_US}) % {HOUR_US}, "
+            "count(*), sum(result_number), min(result_number), max(result_number) FROM sensor_obs_journal "
+            "WHERE id <= ? AND result_number IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2 "
+            "ON CONFLICT (datastream_id, hour) DO UPDATE SET count = sensor_hourly.count + excluded.count, "
+            "sum = sensor_hourly.sum + excluded.sum, min = min(sensor_hourly.min, excluded.min), "
+            "max = max(sensor_hourly.max, excluded.max)",
+            (high,),
+        )
+        extents = raw.execute(
+            "SELECT datastream_id, min(phenomenon_time), max(coalesce(phenomenon_time_end, phenomenon_time)), "
+            "min(result_time), max(result_time) FROM sensor_obs_journal WHERE id <= ? GROUP BY datastream_id",
+            (high,),
+        ).fetchall()
+        _widen_extents(connection, extents)
+        raw.execute("DELETE FROM sensor_obs_journal WHERE id <= ?", (high,))
+    finally:
+        raw.execute("PRAGMA cache_size = -2000")
+    return moved
+
+
+def _widen_extents(connection: sa.Connection, extents: Sequence[Sequence[Any]]) -> None:
+    """Widen the Datastreams' phenomenon and result time extents to include (ds, t0, t1, r0, r1) rows (µs)."""
+    if not extents:
+        return
+    table = Datastream.__table__
+    ids = [row[0] for row in extents]
+    current = {
+        row.id: row
+        for row in connection.execute(
+            sa.select(
+                table.c.id, table.c.phenomenon_time_start, table.c.phenomenon_time_end, table.c.result_time_start,
+                table.c.result_time_end,
+            ).where(table.c.id.in_(ids))
+        )
+    }  # fmt: skip
+    updates = []
+    for ds, t0, t1, r0, r1 in extents:
+        row = current.get(ds)
+        if row is None:
+            continue
+        values = {
+            "p0": _widen(row.phenomenon_time_start, t0, min), "p1": _widen(row.phenomenon_time_end, t1, max),
+            "r0": _widen(row.result_time_start, r0, min), "r1": _widen(row.result_time_end, r1, max),
+        }  # fmt: skip
+        if values != {"p0": row.phenomenon_time_start, "p1": row.phenomenon_time_end,
+                      "r0": row.result_time_start, "r1": row.result_time_end}:  # fmt: skip
+            updates.append({"ds": ds, **values})
+    if updates:
+        connection.execute(
+            table.update()
+            .where(table.c.id == sa.bindparam("ds"))
+            .values(
+                phenomenon_time_start=sa.bindparam("p0", type_=table.c.phenomenon_time_start.type),
+                phenomenon_time_end=sa.bindparam("p1", type_=table.c.phenomenon_time_end.type),
+                result_time_start=sa.bindparam("r0", type_=table.c.result_time_start.type),
+                result_time_end=sa.bindparam("r1", type_=table.c.result_time_end.type),
+            ),
+            updates,
+        )
+
+
+def _widen(existing: datetime | None, value: int | datetime | None, pick: Any) -> datetime | None:
+    if value is None:
+        return existing
+    new = from_us(value) if isinstance(value, int) else value
+    return new if existing is None else pick(existing, new)
+
+
+# --- PostgreSQL partitions ----------------------------------------------------------------------------------------
+
+
+def partition_name(year: int, month: int) -> str:
+    """The name of a month's partition of `sensor_observations`."""
+    return f"sensor_observations_p{year:04d}_{month:02d}"
+
+
+def _month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
+    following = (year + month // 12, month % 12 + 1)
+    return datetime(year, month, 1, tzinfo=UTC), datetime(*following, 1, tzinfo=UTC)
+
+
+def _partitions(connection: sa.Connection) -> list[tuple[str, datetime | None]]:
+    """The month partitions (name, upper bound), by name; the DEFAULT partition is not among them."""
+    names = connection.exec_driver_sql(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'sensor_observations'::regclass AND c.relname LIKE 'sensor_observations_p%%' "
+        "ORDER BY c.relname"
+    ).scalars()
+    result = []
+    for name in names:
+        year, month = int(name[-7:-3]), int(name[-2:])
+        result.append((name, _month_bounds(year, month)[1]))
+    return result
+
+
+def create_month_partition(connection: sa.Connection, year: int, month: int) -> bool:
+    """Create a month's partition unless it exists, moving that month's rows out of the DEFAULT partition.
+
+    One transaction (the caller's): the rows are copied into a new table, deleted from the DEFAULT partition and
+    the table attached; ATTACH takes a weaker lock than CREATE … PARTITION OF, and the CHECK constraint added
+    first spares it a scan."""
+    name = partition_name(year, month)
+    if connection.exec_driver_sql("SELECT to_regclass(%s)", (name,)).scalar_one() is not None:
+        return False
+    low, high = _month_bounds(year, month)
+    connection.exec_driver_sql("LOCK TABLE sensor_observations_default IN SHARE ROW EXCLUSIVE MODE")
+    connection.exec_driver_sql(f"CREATE TABLE {name} (LIKE sensor_observations INCLUDING DEFAULTS)")
+    connection.exec_driver_sql(
+        f"ALTER TABLE {name} ADD CONSTRAINT {name}_range CHECK "
+        f"(phenomenon_time >= '{low.isoformat()}' AND phenomenon_time < '{high.isoformat()}')"
+    )
+    connection.exec_driver_sql(
+        f"WITH moved AS (DELETE FROM sensor_observations_default WHERE phenomenon_time >= %s "
+        f"AND phenomenon_time < %s RETURNING *) INSERT INTO {name} SELECT * FROM moved",
+        (low, high),
+    )
+    connection.exec_driver_sql(
+        f"ALTER TABLE sensor_observations ATTACH PARTITION {name} "
+        f"FOR VALUES FROM ('{low.isoformat()}') TO ('{high.isoformat()}')"
+    )
+    connection.exec_driver_sql(f"ALTER TABLE {name} DROP CONSTRAINT {name}_range")
+    return True
+
+
+def maintain(engine: Engine, *, settings: Settings | None = None, now: datetime | None = None) -> dict[str, int]:
+    """Periodic upkeep: on PostgreSQL month partitions ahead (this month and the next two) and for the months that
+    landed in the DEFAULT partition, and the Datastreams' time extents of the rows added since the last run; on
+    SQLite the extents follow the compaction, so nothing."""
+    done = {"partitions": 0, "extents": 0}
+    if engine.dialect.name != "postgresql":
+        return done
+    now = now or utcnow()
+    with engine.begin() as connection:
+        months = {(now.year, now.month)}
+        year, month = now.year, now.month
+        for _ in range(2):
+            year, month = year + month // 12, month % 12 + 1
+            months.add((year, month))
+        for (stray,) in connection.exec_driver_sql(
+            "SELECT DISTINCT date_trunc('month', phenomenon_time, 'UTC') FROM sensor_observations_default"
+        ):
+            stray = stray.astimezone(UTC)
+            months.add((stray.year, stray.month))
+        for year, month in sorted(months):
+            done["partitions"] += create_month_partition(connection, year, month)
+    with engine.begin() as connection:
+        mark = connection.exec_driver_sql(
+            "SELECT value FROM sensor_store_state WHERE key = 'extents_id' FOR UPDATE"
+        ).scalar_one_or_none()
+        mark = mark or 0
+        top = connection.exec_driver_sql("SELECT max(id) FROM sensor_observations WHERE id > %s", (mark,)).scalar()
+        if top is not None:
+            extents = connection.exec_driver_sql(
+                "SELECT datastream_id, min(phenomenon_time), max(coalesce(phenomenon_time_end, phenomenon_time)), "
+                "min(result_time), max(result_time) FROM sensor_observations WHERE id > %s AND id <= %s "
+                "GROUP BY datastream_id",
+                (mark, top),
+            ).fetchall()
+            _widen_extents(connection, extents)
+            done["extents"] = len(extents)
+            connection.exec_driver_sql(
+                "INSERT INTO sensor_store_state (key, value) VALUES ('extents_id', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (top,),
+            )
+    return done
+
+
+def is_store_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic `include_object`: False for the store's tables and their indexes (not ORM models, see module)."""
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    if table is None:
+        return True
+    return not (table in STORE_TABLES or table.startswith(STORE_TABLE_PREFIXES))

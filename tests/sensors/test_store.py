@@ -1,0 +1,317 @@
+"""The observation store (sensors/store.py) on SQLite and PostgreSQL: ids, reads before and after compaction,
+current values, all-or-nothing batches, hourly rollups, retention and PostgreSQL's month partitions."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from kotacerdas.db import WRITE_OPTION
+from kotacerdas.sensors import store
+from kotacerdas.sensors.models import Datastream, ObservedProperty, Sensor, Thing
+from kotacerdas.sensors.store import NewObservation, StoreError
+
+T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
+MEASUREMENT = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
+
+
+@pytest.fixture(autouse=True)
+def _empty_store(backend, engine):
+    """The test fixtures reset the ORM tables between PostgreSQL tests; the store's tables are emptied here."""
+
+    def empty() -> None:
+        if backend == "postgres":
+            with engine.begin() as connection:
+                connection.exec_driver_sql(
+                    "TRUNCATE sensor_observations, sensor_current_values, sensor_hourly, sensor_store_state"
+                )
+
+    empty()
+    yield
+    empty()
+
+
+def make_datastreams(session, count: int = 2) -> list[int]:
+    """A Thing with `count` Datastreams of water level; their ids."""
+    thing = Thing(name="Pos duga air Musi")
+    sensor = Sensor(name="Radar", encoding_type="text/html")
+    prop = ObservedProperty(name="Tinggi muka air", definition="http://example.org/water-level")
+    session.add_all([thing, sensor, prop])
+    session.flush()
+    streams = [
+        Datastream(
+            name=f"Tinggi muka air {n}", observation_type=MEASUREMENT, unit_of_measurement={"symbol": "cm"},
+            thing_id=thing.id, sensor_id=sensor.id, observed_property_id=prop.id,
+        )
+        for n in range(count)
+    ]  # fmt: skip
+    session.add_all(streams)
+    session.commit()
+    return [stream.id for stream in streams]
+
+
+def add(engine, settings, rows) -> list[int]:
+    """One batch in its own transaction, holding the writer queue on SQLite (as the API and ingest do)."""
+    with sa.orm.Session(engine) as session:
+        session.connection(execution_options={WRITE_OPTION: True})
+        ids = store.add_observations(session, rows, settings=settings)
+        session.commit()
+    return ids
+
+
+def snapshot(session, datastreams):
+    """Everything a reader sees of the store."""
+    session.rollback()
+    return {
+        "observations": {ds: store.list_observations(session, datastream_id=ds, limit=10_000) for ds in datastreams},
+        "newest_first": {
+            ds: store.list_observations(session, datastream_id=ds, limit=3, order="desc") for ds in datastreams
+        },
+        "window": {
+            ds: store.list_observations(
+                session, datastream_id=ds, start=T0 + timedelta(minutes=30), end=T0 + timedelta(hours=2)
+            )
+            for ds in datastreams
+        },
+        "current": store.current_values(session),
+        "hourly": {
+            ds: store.hourly(session, datastream_id=ds, start=T0 - timedelta(days=1), end=T0 + timedelta(days=1))
+            for ds in datastreams
+        },
+    }
+
+
+def test_ids_are_unique_in_order_and_stable_across_compaction(engine, settings, session):
+    a, b = make_datastreams(session)
+    rows = [NewObservation(a if n % 2 else b, T0 + timedelta(minutes=n), float(n)) for n in range(200)]
+    first = add(engine, settings, rows[:100])
+    second = add(engine, settings, rows[100:])
+    ids = first + second
+    assert len(set(ids)) == 200 and ids == sorted(ids)
+    before = {i: store.get_observation(session, i) for i in ids}
+    assert before[ids[7]].result == 7.0 and before[ids[7]].phenomenon_time == T0 + timedelta(minutes=7)
+
+    store.compact(engine, settings=settings, chunk_rows=1_000)
+    session.rollback()
+    after = {i: store.get_observation(session, i) for i in ids}
+    assert after == before
+    # New ids after a compaction continue: never one handed out before, though the journal is empty now.
+    third = add(engine, settings, [NewObservation(a, T0 + timedelta(days=1), 1.5)])
+    assert third[0] > max(ids)
+
+
+def test_reads_are_the_same_before_and_after_compaction(engine, settings, session):
+    datastreams = make_datastreams(session, 3)
+    results = [12.5, 3, None, True, "kering", {"a": 1}]
+    rows = [NewObservation(datastreams[n % 3], T0 + timedelta(minutes=7 * n), results[n % 6]) for n in range(120)]
+    add(engine, settings, rows[:60])
+    add(engine, settings, rows[60:])
+    before = snapshot(session, datastreams)
+    # Half merged, half in the journal, then everything merged: readers see no difference.
+    store.compact(engine, settings=settings, chunk_rows=1_000, max_rows=60)
+    assert snapshot(session, datastreams) == before
+    store.compact(engine, settings=settings)
+    assert snapshot(session, datastreams) == before
+    results = [o.result for o in before["observations"][datastreams[0]]]
+    assert results[:4] == [12.5, True, 12.5, True]
+    assert [o.result for o in before["observations"][datastreams[1]]][:3] == [3, "kering", 3]
+    assert [o.result for o in before["observations"][datastreams[2]]][:3] == [None, {"a": 1}, None]
+    assert isinstance(before["observations"][datastreams[1]][0].result, int)
+
+
+def test_current_value_is_the_newest_by_phenomenon_time_even_when_an_older_one_arrives_later(engine, settings, session):
+    (ds,) = make_datastreams(session, 1)
+    newer = add(engine, settings, [NewObservation(ds, T0 + timedelta(hours=2), 310.0)])
+    add(engine, settings, [NewObservation(ds, T0, 250.0), NewObservation(ds, T0 + timedelta(hours=1), 280.0)])
+    current = store.current_values(session, [ds])[ds]
+    assert (current.observation_id, current.result, current.phenomenon_time) == (
+        newer[0],
+        310.0,
+        T0 + timedelta(hours=2),
+    )
+    # Within one batch too: the newest row of the batch wins, not the last.
+    latest = add(engine, settings, [NewObservation(ds, T0 + timedelta(hours=5), 330.0), NewObservation(ds, T0, 1.0)])
+    session.rollback()
+    assert store.current_values(session)[ds].observation_id == latest[0]
+    assert store.current_values(session, []) == {}
+
+
+@pytest.mark.parametrize(
+    "bad, reason",
+    [(math.nan, "NaN"), (math.inf, "NaN or infinite"), (-math.inf, "infinite"), ({"x": math.nan}, "JSON")],
+)
+def test_a_bad_batch_stores_nothing_and_names_the_row(engine, settings, session, bad, reason):
+    a, b = make_datastreams(session)
+    add(engine, settings, [NewObservation(a, T0, 100.0)])
+    before = snapshot(session, [a, b])
+    rows = [NewObservation(b, T0 + timedelta(minutes=n), float(n)) for n in range(5)]
+    rows[3] = NewObservation(b, T0 + timedelta(hours=9), bad)
+    with pytest.raises(StoreError) as error:
+        add(engine, settings, rows)
+    assert error.value.index == 3 and reason in str(error.value)
+    assert snapshot(session, [a, b]) == before
+
+
+def test_an_unknown_datastream_refuses_the_batch_and_a_new_one_is_seen(engine, settings, session):
+    (a,) = make_datastreams(session, 1)
+    add(engine, settings, [NewObservation(a, T0, 1.0)])  # the cache of Datastreams is filled here
+    with pytest.raises(StoreError) as error:
+        add(engine, settings, [NewObservation(a, T0 + timedelta(hours=1), 2.0), NewObservation(999_999, T0, 1.0)])
+    assert error.value.index == 1 and "999999" in str(error.value)
+    assert [o.result for o in store.list_observations(session, datastream_id=a)] == [1.0]
+    assert store.current_values(session)[a].result == 1.0
+    # A Datastream created after the cache was filled is found (the cache is read again on a miss).
+    (b,) = make_datastreams(session, 1)
+    assert len(add(engine, settings, [NewObservation(b, T0, 7.0)])) == 1
+
+
+def test_naive_times_are_refused(engine, settings, session):
+    (a,) = make_datastreams(session, 1)
+    with pytest.raises(StoreError) as error:
+        add(engine, settings, [NewObservation(a, T0, 1.0), NewObservation(a, datetime(2026, 11, 1, 6), 2.0)])
+    assert error.value.index == 1
+
+
+def test_hourly_rollups_match_a_hand_computation_before_and_after_compaction(engine, settings, session):
+    a, b = make_datastreams(session)
+    values = [3.0, -1.5, 7.25, 2, 10.0, 4.5, 6.0]
+    # Three readings in hour 0, two in hour 1 (one of them not a number), three in hour 3; other Datastream beside.
+    minutes = [0, 20, 59, 60, 61, 180, 200]
+    rows = [NewObservation(a, T0 + timedelta(minutes=m), v) for m, v in zip(minutes, values, strict=True)]
+    rows[4] = NewObservation(a, T0 + timedelta(minutes=61), "rusak")
+    rows.append(NewObservation(a, T0 + timedelta(minutes=239, seconds=59), 0.5))
+    rows.append(NewObservation(b, T0 + timedelta(minutes=5), 1000.0))
+    add(engine, settings, rows[:4])
+    store.compact(engine, settings=settings)  # part of an hour merged, the rest still in the journal
+    add(engine, settings, rows[4:])
+
+    expected = [
+        (T0, 3, -1.5, 7.25, (3.0 - 1.5 + 7.25) / 3),
+        (T0 + timedelta(hours=1), 1, 2.0, 2.0, 2.0),
+        (T0 + timedelta(hours=3), 3, 0.5, 6.0, (4.5 + 6.0 + 0.5) / 3),
+    ]
+
+    def chart():
+        session.rollback()
+        rows = store.hourly(session, datastream_id=a, start=T0 - timedelta(hours=5), end=T0 + timedelta(hours=5))
+        return [(r.hour, r.count, r.min, r.max, pytest.approx(r.avg)) for r in rows]
+
+    assert chart() == expected
+    store.compact(engine, settings=settings)
+    assert chart() == expected
+    # A start inside an hour still gives that whole hour's rollup (rollups are by hour).
+    session.rollback()
+    rows = store.hourly(
+        session, datastream_id=a, start=T0 + timedelta(hours=3, minutes=30), end=T0 + timedelta(hours=4)
+    )
+    assert [(r.hour, r.count) for r in rows] == [(T0 + timedelta(hours=3), 3)]
+
+
+def test_deleting_an_observation_updates_its_hour_and_the_current_value(engine, settings, session):
+    (a,) = make_datastreams(session, 1)
+    ids = add(engine, settings, [NewObservation(a, T0 + timedelta(minutes=m), float(m)) for m in (0, 10, 20)])
+    store.compact(engine, settings=settings)
+    with sa.orm.Session(engine) as writer:
+        writer.connection(execution_options={WRITE_OPTION: True})
+        assert store.delete_observation(writer, ids[2]) is True
+        assert store.delete_observation(writer, 10**12) is False
+        writer.commit()
+    session.rollback()
+    assert store.get_observation(session, ids[2]) is None
+    assert store.current_values(session)[a].observation_id == ids[1]
+    (hour,) = store.hourly(session, datastream_id=a, start=T0, end=T0 + timedelta(hours=1))
+    assert (hour.count, hour.max, hour.avg) == (2, 10.0, 5.0)
+
+
+def test_retention_purges_raw_rows_and_keeps_rollups(engine, settings, session):
+    a, b = make_datastreams(session)
+    old = [
+        NewObservation(ds, T0 - timedelta(days=400) + timedelta(minutes=m), 5.0 + m) for ds in (a, b) for m in range(3)
+    ]
+    new = [NewObservation(ds, T0, 9.0) for ds in (a, b)]
+    add(engine, settings, old + new)
+    store.compact(engine, settings=settings)
+    with sa.orm.Session(engine) as writer:
+        writer.connection(execution_options={WRITE_OPTION: True})
+        assert store.purge_before(writer, cutoff=T0 - timedelta(days=1), datastream_id=a) == 3
+        writer.commit()
+    deleted = store.apply_retention(
+        engine, settings=settings.model_copy(update={"sensor_raw_retention_days": 30}), now=T0
+    )
+    assert deleted == 3
+    session.rollback()
+    assert [o.result for o in store.list_observations(session, datastream_id=a)] == [9.0]
+    assert [o.result for o in store.list_observations(session, datastream_id=b)] == [9.0]
+    start = T0 - timedelta(days=401)
+    (hour,) = store.hourly(session, datastream_id=a, start=start, end=T0 - timedelta(days=399))
+    assert (hour.count, hour.min, hour.max) == (3, 5.0, 7.0)
+    assert store.current_values(session)[a].result == 9.0
+    # Retention 0 keeps everything.
+    assert store.apply_retention(engine, settings=settings, now=T0 + timedelta(days=9999)) == 0
+
+
+def test_existing_keys_find_stored_pairs(engine, settings, session):
+    a, b = make_datastreams(session)
+    add(engine, settings, [NewObservation(a, T0, 1.0)])
+    store.compact(engine, settings=settings)
+    add(engine, settings, [NewObservation(b, T0, 1.0)])
+    keys = {(a, T0), (b, T0), (a, T0 + timedelta(seconds=1))}
+    assert set(store.existing_keys(session, keys)) == {(a, T0), (b, T0)}
+
+
+def test_maintain_widens_datastream_extents(engine, settings, session):
+    (a,) = make_datastreams(session, 1)
+    add(engine, settings, [
+        NewObservation(a, T0, 1.0, result_time=T0 + timedelta(seconds=5)),
+        NewObservation(a, T0 + timedelta(hours=3), 2.0, phenomenon_time_end=T0 + timedelta(hours=4)),
+    ])  # fmt: skip
+    store.compact(engine, settings=settings)
+    store.maintain(engine, settings=settings, now=T0)
+    session.expire_all()
+    stream = session.get(Datastream, a)
+    assert (stream.phenomenon_time_start, stream.phenomenon_time_end) == (T0, T0 + timedelta(hours=4))
+    assert stream.result_time_start == stream.result_time_end == T0 + timedelta(seconds=5)
+
+
+def test_postgres_month_partitions_ahead_and_for_a_time_long_ago(backend, engine, settings, session):
+    if backend != "postgres":
+        pytest.skip("month partitions are PostgreSQL's")
+    (a,) = make_datastreams(session, 1)
+    long_ago = datetime(2024, 3, 15, 12, 30, tzinfo=UTC)
+    (old_id,) = add(engine, settings, [NewObservation(a, long_ago, 42.0)])
+    with engine.connect() as connection:
+        in_default = connection.exec_driver_sql("SELECT count(*) FROM sensor_observations_default").scalar_one()
+    assert in_default == 1  # no partition for March 2024 yet: the DEFAULT partition holds it
+    done = store.maintain(engine, settings=settings, now=datetime(2027, 12, 20, tzinfo=UTC))
+    assert done["partitions"] >= 4  # 2024-03, and 2027-12 with the two months after it
+    with engine.connect() as connection:
+        names = {name for name, _upper in store._partitions(connection)}
+        assert {"sensor_observations_p2024_03", "sensor_observations_p2027_12", "sensor_observations_p2028_02"} <= names
+        assert connection.exec_driver_sql("SELECT count(*) FROM sensor_observations_default").scalar_one() == 0
+        assert connection.exec_driver_sql("SELECT count(*) FROM sensor_observations_p2024_03").scalar_one() == 1
+    session.rollback()
+    moved = store.get_observation(session, old_id)
+    assert (moved.id, moved.phenomenon_time, moved.result) == (old_id, long_ago, 42.0)
+    # Again: nothing to do; new rows of that month go straight to its partition.
+    assert store.maintain(engine, settings=settings, now=datetime(2027, 12, 20, tzinfo=UTC))["partitions"] == 0
+    add(engine, settings, [NewObservation(a, long_ago + timedelta(days=1), 43.0)])
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM sensor_observations_p2024_03").scalar_one() == 2
+
+
+def test_sqlite_compaction_runs_when_due(backend, engine, settings, session):
+    if backend != "sqlite":
+        pytest.skip("the journal is SQLite's")
+    (a,) = make_datastreams(session, 1)
+    small = settings.model_copy(update={"sensor_compact_rows": 1_000, "sensor_compact_interval_seconds": 3600})
+    add(engine, settings, [NewObservation(a, T0 + timedelta(seconds=n), float(n)) for n in range(10)])
+    assert store.compact_if_due(engine, settings=small, now=T0) == 10  # first run: nothing merged yet, so due
+    add(engine, settings, [NewObservation(a, T0 + timedelta(minutes=n), float(n)) for n in range(10)])
+    assert store.compact_if_due(engine, settings=small, now=T0 + timedelta(seconds=10)) == 0  # small, recent
+    assert store.journal_rows(engine) == 10
+    add(engine, settings, [NewObservation(a, T0 + timedelta(hours=1, seconds=n), 1.0) for n in range(1_000)])
+    assert store.compact_if_due(engine, settings=small, now=T0 + timedelta(seconds=20)) == 1_010
+    assert store.journal_rows(engine) == 0
