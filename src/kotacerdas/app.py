@@ -180,6 +180,11 @@ def create_app(settings: Settings) -> FastAPI:
             from kotacerdas.worker import start_worker_thread
 
             worker = start_worker_thread(settings, session_factory=app.state.sessionmaker)
+        ingest = None
+        if settings.ingest_in_app:
+            from kotacerdas.sensors.ingest import start_ingest_thread
+
+            ingest = start_ingest_thread(settings, session_factory=app.state.sessionmaker, metrics=app.state.metrics)
         if settings.map_index_preload:
             from kotacerdas.reports.mapindex import preload_in_background
 
@@ -200,6 +205,11 @@ def create_app(settings: Settings) -> FastAPI:
                 # A delivery in progress finishes (bounded by the SMTP and webhook timeouts); the thread is a
                 # daemon, so a stuck one never holds the process.
                 thread.join(timeout=30)
+            if ingest is not None:
+                ingest_thread, ingest_stop = ingest
+                ingest_stop.set()
+                # The batch in progress is committed and acknowledged; unacknowledged messages come back later.
+                ingest_thread.join(timeout=30)
             engine.dispose()
 
     app = FastAPI(

@@ -316,6 +316,50 @@ def worker(
     run_worker(settings, once=once, stop_event=stop_event)
 
 
+@app.command()
+def ingest(
+    client_id: Annotated[
+        str | None, typer.Option(help="MQTT client id (default KOTACERDAS_MQTT_CLIENT_ID); one per worker.")
+    ] = None,
+    metrics_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Serve this worker's Prometheus metrics on 127.0.0.1:PORT (0: off).")
+    ] = 0,
+    write_acl: Annotated[
+        Path | None, typer.Option(help="Write the Mosquitto ACL file of the devices' keys to this path and exit.")
+    ] = None,
+) -> None:
+    """Store the observations devices publish over MQTT (QoS 1, acknowledged after commit; docs/mqtt.md)."""
+    import logging
+    import signal
+    import threading
+
+    from kotacerdas.middleware import Metrics
+    from kotacerdas.sensors.ingest import run_ingest
+
+    settings = settings_or_fail()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    upgrade(settings)
+    if write_acl is not None:
+        from kotacerdas.sensors.devices import mosquitto_acl
+
+        with transaction(settings) as session:
+            write_acl.write_text(mosquitto_acl(session), encoding="utf-8")
+        console.print(f"ACL Mosquitto ditulis / written: {write_acl}")
+        return
+    stop_event = threading.Event()
+    # SIGTERM and Ctrl-C end the loop after the batch in progress (committed and acknowledged).
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_args: stop_event.set())
+    metrics = Metrics()
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    if settings.ingest_in_app:
+        console.print("[yellow]KOTACERDAS_INGEST_IN_APP is true: `serve` runs an ingest worker too.[/]")
+    run_ingest(settings, stop_event=stop_event, metrics=metrics, client_id=client_id)
+
+
 @wilayah_app.command("import")
 def wilayah_import(
     file: Annotated[Path, typer.Argument(help="GeoJSON FeatureCollection with kode, nama, level, induk.")],

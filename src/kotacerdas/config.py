@@ -146,6 +146,39 @@ class Settings(BaseSettings):
         le=10_000_000,
         description="SQLite: observations merged per compaction transaction (ingest waits for at most one).",
     )
+    mqtt_host: str = Field("127.0.0.1", description="MQTT broker (Mosquitto) that devices publish to.")
+    mqtt_port: int = Field(1883, ge=1, le=65535, description="MQTT broker port (8883 for TLS).")
+    mqtt_username: str = Field(
+        "", description="The ingest worker's login at the broker; empty connects anonymously (docs/mqtt.md)."
+    )
+    mqtt_password: str = Field("", description="The ingest worker's password at the broker.")
+    mqtt_tls: bool = Field(False, description="Connect to the broker over TLS.")
+    mqtt_ca_file: Path | None = Field(
+        None, description="CA certificate file for the broker's TLS certificate; empty uses the system's CAs."
+    )
+    mqtt_client_id: str = Field(
+        "kotacerdas-ingest-1",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="MQTT client id of the ingest worker, fixed so that its persistent session (and the messages "
+        "not yet acknowledged) survives a restart; each worker needs its own.",
+    )
+    mqtt_shared_group: str = Field(
+        "kotacerdas",
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="Shared-subscription group (`$share/<group>/…`) of the ingest workers, which split the messages "
+        "between them; empty subscribes plainly (every worker gets every message).",
+    )
+    ingest_in_app: bool = Field(
+        False,
+        description="Run the MQTT ingest worker inside `serve` (one machine); false when `kotacerdas ingest` "
+        "runs apart.",
+    )
+    ingest_batch_size: int = Field(
+        1000, ge=1, le=20_000, description="MQTT messages stored in one transaction (then acknowledged)."
+    )
+    ingest_batch_ms: int = Field(
+        50, ge=1, le=10_000, description="How long a batch waits for more messages after its first."
+    )
     open311_jurisdiction_id: str = Field(
         "musirawaskab.go.id", description="The Open311 `jurisdiction_id` this server answers to."
     )

@@ -151,6 +151,16 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        # MQTT ingest (sensors/ingest.py), counted by the worker running in this process.
+        self.ingest_observations = Counter(
+            "kotacerdas_ingest_observations", "Observations stored from MQTT messages", registry=self.registry
+        )
+        self.ingest_dead_letters = Counter(
+            "kotacerdas_ingest_dead_letters",
+            "MQTT messages refused into sensor_dead_letters, by reason",
+            ("reason",),
+            registry=self.registry,
+        )
 
 
 class MetricsMiddleware:
