@@ -58,13 +58,14 @@ def test_standard_topic_one_observation(directory):
     assert reading.datastream_id == 1 and reading.result == 231.5
     assert reading.phenomenon_time == datetime(2026, 11, 29, 5, 0, tzinfo=UTC)
     assert reading.result_time == datetime(2026, 11, 29, 5, 0, 1, tzinfo=UTC)
-    assert reading.parameters == {"battery": 80} and reading.timed
+    assert reading.parameters == {"battery": 80} and parsed.timed
     assert parsed.thing_id == 10 and parsed.health.seen_at == NOW
 
 
 def test_standard_topic_time_defaults_to_receive_time(directory):
-    [reading] = parse("v1.1/Datastreams(3)/Observations", '{"result": true}', directory).readings
-    assert reading.phenomenon_time == NOW and reading.result is True and not reading.timed
+    parsed = parse("v1.1/Datastreams(3)/Observations", '{"result": true}', directory)
+    [reading] = parsed.readings
+    assert reading.phenomenon_time == NOW and reading.result is True and not parsed.timed
 
 
 def test_compact_topic_several_readings_and_health(directory):

@@ -33,17 +33,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kotacerdas.config import Settings
 from kotacerdas.db import WRITE_OPTION, make_engine, make_sessionmaker, utcnow
+from kotacerdas.sensors import store
 from kotacerdas.sensors.messages import (
     DatastreamInfo,
     DeviceInfo,
     Directory,
     Health,
     Parsed,
-    Reading,
     Refused,
     parse_message,
 )
 from kotacerdas.sensors.models import Datastream, DeadLetter, Thing
+from kotacerdas.sensors.store import NewObservation, StoreError
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
@@ -190,7 +191,7 @@ class IngestWorker:
                 result.dead_letters.append((message, refused))
         try:
             self._store(good, result)
-        except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.ProgrammingError, _store_error()) as error:
+        except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.ProgrammingError, StoreError) as error:
             log.warning("ingest: the batch insert failed (%s); storing its messages one at a time", error)
             result = self._store_one_by_one(batch, good, result)
         self._count(result)
@@ -217,9 +218,7 @@ class IngestWorker:
             self._begin_writing(session)
             rows, healths = self._rows(session, good, result)
             if rows:
-                from kotacerdas.sensors.store import add_observations
-
-                add_observations(session, rows, settings=self.settings)
+                store.add_observations(session, rows, settings=self.settings)
             self._update_health(session, healths)
             self._dead_letters(session, result.dead_letters)
             session.commit()
@@ -233,7 +232,7 @@ class IngestWorker:
             single = BatchResult()
             try:
                 self._store([(message, parsed)], single)
-            except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.ProgrammingError, _store_error()) as error:
+            except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.ProgrammingError, StoreError) as error:
                 detail = " ".join(str(getattr(error, "orig", None) or error).split())[:400]
                 result.dead_letters.append((message, Refused("store_error", detail, thing_id=parsed.thing_id)))
             else:
@@ -253,35 +252,33 @@ class IngestWorker:
         session.connection(execution_options={WRITE_OPTION: True})
 
     def _rows(self, session: Session, good: list[tuple[Message, Parsed]], result: BatchResult) -> tuple[list, list]:
-        from kotacerdas.sensors.store import NewObservation
-
-        redelivered = [reading for message, parsed in good if message.dup for reading in parsed.readings]
+        redelivered = [row for message, parsed in good if message.dup and parsed.timed for row in parsed.readings]
         stored = self._existing(session, redelivered) if redelivered else set()
-        seen: set[tuple[int, datetime]] = set()
-        rows: list[Any] = []
+        # Keys of this batch, kept only when a redelivered message is in it (the broker may send the first copy
+        # and the DUP copy in one batch).
+        seen: set[tuple[int, Any]] | None = set() if redelivered else None
+        rows: list[NewObservation] = []
         healths: dict[int, Health] = {}
         for message, parsed in good:
-            for reading in parsed.readings:
-                key = (reading.datastream_id, reading.phenomenon_time)
-                if message.dup and reading.timed and (key in stored or key in seen):
-                    result.duplicates += 1
-                    continue
-                seen.add(key)
-                rows.append(_new_observation(NewObservation, reading))
+            if seen is None:
+                rows += parsed.readings
+            else:
+                for row in parsed.readings:
+                    key = (row.datastream_id, row.phenomenon_time)
+                    if message.dup and parsed.timed and (key in stored or key in seen):
+                        result.duplicates += 1
+                        continue
+                    seen.add(key)
+                    rows.append(row)
             health = parsed.health
             if health is not None:
                 earlier = healths.get(health.thing_id)
                 healths[health.thing_id] = _merge_health(earlier, health)
         return rows, list(healths.values())
 
-    def _existing(self, session: Session, readings: Iterable[Reading]) -> set[tuple[int, datetime]]:
-        """Which (datastream, phenomenonTime) of redelivered readings are stored already."""
-        from kotacerdas.sensors import store
-
-        keys = {(reading.datastream_id, reading.phenomenon_time) for reading in readings if reading.timed}
-        if not keys:
-            return set()
-        return set(store.existing_keys(session, keys))
+    def _existing(self, session: Session, rows: Iterable[NewObservation]) -> set[tuple[int, Any]]:
+        """Which (datastream, phenomenonTime) of redelivered observations are stored already."""
+        return set(store.existing_keys(session, {(row.datastream_id, row.phenomenon_time) for row in rows}))
 
     def _update_health(self, session: Session, healths: list[Health]) -> None:
         if not healths:
@@ -356,22 +353,6 @@ class IngestWorker:
         with self.session_factory() as session:
             self.directory = load_directory(session)
         self._directory_at = time.monotonic()
-
-
-def _store_error() -> type[Exception]:
-    from kotacerdas.sensors.store import StoreError
-
-    return StoreError
-
-
-def _new_observation(new_observation: Any, reading: Reading) -> Any:
-    return new_observation(
-        datastream_id=reading.datastream_id,
-        phenomenon_time=reading.phenomenon_time,
-        result=reading.result,
-        result_time=reading.result_time,
-        parameters=reading.parameters,
-    )
 
 
 def _merge_health(earlier: Health | None, later: Health) -> Health:
