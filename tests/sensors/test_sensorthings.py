@@ -1,0 +1,507 @@
+"""The SensorThings API 1.1 over HTTP (/sensorthings/v1.1) on SQLite and PostgreSQL: every entity set created, read,
+navigated, queried, updated and deleted; deep insert all or nothing; who may write; CreateObservations all or
+nothing; one FeatureOfInterest under concurrent first Observations; no 5xx for any path, option or body."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from conftest import TEST_ACTOR, assert_problem, bearer, new_api_token, row_count, running_server
+from kotacerdas.accounts.models import User
+from kotacerdas.agencies import service as agencies
+from kotacerdas.regions import service as regions
+from kotacerdas.sensors import store
+from kotacerdas.sensors.models import Datastream, FeatureOfInterest, HistoricalLocation, Location, Sensor, Thing
+
+ROOT = "/sensorthings/v1.1"
+INSIDE = (-3.06, 102.93)  # Muara Beliti area, inside Musi Rawas
+OM = "http://www.opengis.net/def/observationType/OGC-OM/2.0/"
+T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _empty_store(backend, engine):
+    """The fixtures reset the ORM tables between PostgreSQL tests; the store's tables are emptied here."""
+
+    def empty() -> None:
+        if backend == "postgres":
+            with engine.begin() as connection:
+                connection.exec_driver_sql(
+                    "TRUNCATE sensor_observations, sensor_current_values, sensor_hourly, sensor_store_state"
+                )
+        store.forget_datastreams(engine)
+
+    empty()
+    yield
+    empty()
+
+
+@pytest.fixture
+def seeded(session, settings) -> None:
+    regions.seed_builtin_regions(session, settings=settings)
+    agencies.seed_default_agencies(session, settings=settings, actor=TEST_ACTOR)
+    session.commit()
+
+
+@pytest.fixture
+def staff(seeded, session, make_user) -> Callable[[str], User]:
+    """Users by name: admin, pimpinan, pupr_staff, dlh_staff."""
+    roles = {
+        "admin": ("admin", None),
+        "pimpinan": ("pimpinan", None),
+        "pupr_staff": ("opd_staff", "Dinas PUPR"),
+        "dlh_staff": ("opd_staff", "DLH"),
+    }
+    made: dict[str, User] = {}
+
+    def get(name: str) -> User:
+        if name not in made:
+            role, agency = roles[name]
+            agency_id = agencies.get_agency_by_short_name(session, short_name=agency).id if agency else None
+            made[name] = make_user(name.replace("_", "."), role, agency_id)
+        return made[name]
+
+    return get
+
+
+@pytest.fixture
+def tokens(staff, session) -> Callable[[str], dict[str, str]]:
+    """Bearer headers by user name."""
+    cache: dict[str, dict[str, str]] = {}
+
+    def get(name: str) -> dict[str, str]:
+        if name not in cache:
+            cache[name] = bearer(new_api_token(session, staff(name)))
+        return cache[name]
+
+    return get
+
+
+def point(lat: float = INSIDE[0], lon: float = INSIDE[1]) -> dict[str, Any]:
+    return {"type": "Point", "coordinates": [lon, lat]}
+
+
+def gauge(name: str = "Pos duga air Musi", *, observation_type: str = "OM_Measurement") -> dict[str, Any]:
+    """A river gauge with its Location and one Datastream (deep insert)."""
+    return {
+        "name": name,
+        "description": "Pos duga air sungai",
+        "properties": {"sungai": "Musi"},
+        "Locations": [
+            {"name": "Jembatan Musi", "description": "Tiang jembatan", "encodingType": "application/geo+json",
+             "location": point()}
+        ],
+        "Datastreams": [
+            {
+                "name": "Tinggi muka air",
+                "description": "Tinggi muka air sungai",
+                "observationType": OM + observation_type,
+                "unitOfMeasurement": {"name": "centimetre", "symbol": "cm", "definition": "ucum:cm"},
+                "properties": {"levels": {"waspada": 250, "siaga": 300}},
+                "Sensor": {"name": "Radar", "description": "Radar level", "encodingType": "text/html",
+                           "metadata": "https://example.org/radar"},
+                "ObservedProperty": {"name": "Tinggi muka air", "definition": "https://example.org/water-level",
+                                     "description": "Tinggi air"},
+            }
+        ],
+    }  # fmt: skip
+
+
+def create(client, headers, path: str, body: Any) -> dict[str, Any]:
+    response = client.post(ROOT + path, json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    assert response.headers["location"] == response.json()["@iot.selfLink"]
+    return response.json()
+
+
+def observations(session) -> list:
+    """What the app committed to the observation store."""
+    session.rollback()
+    return store.all_observations_for_tests(session)
+
+
+def first_datastream(client, thing_id: int) -> int:
+    return client.get(f"{ROOT}/Things({thing_id})/Datastreams").json()["value"][0]["@iot.id"]
+
+
+# --- the service root and reads ---------------------------------------------------------------------------------
+
+
+def test_service_root_lists_the_entity_sets_and_what_is_implemented(client):
+    body = client.get(ROOT).json()
+    names = [entry["name"] for entry in body["value"]]
+    assert names == ["Things", "Locations", "HistoricalLocations", "Sensors", "ObservedProperties", "Datastreams",
+                     "Observations", "FeaturesOfInterest"]  # fmt: skip
+    assert body["value"][0]["url"].endswith("/sensorthings/v1.1/Things")
+    conformance = body["serverSettings"]["conformance"]
+    assert "http://www.opengis.net/spec/iot_sensing/1.1/req/data-array/data-array" in conformance
+
+
+def test_deep_insert_of_a_thing_then_navigation_and_self_links(client, tokens, session):
+    thing = create(client, tokens("admin"), "/Things", gauge())
+    assert thing["@iot.selfLink"] == f"http://testserver{ROOT}/Things({thing['@iot.id']})"
+    assert thing["Datastreams@iot.navigationLink"].endswith(f"Things({thing['@iot.id']})/Datastreams")
+    assert thing["properties"]["sungai"] == "Musi"
+    # the kecamatan (and the desa, where boundaries are imported) comes from the Location; never the device key
+    assert thing["properties"]["kotacerdas"]["kecamatan_code"].startswith("16.05.")
+    assert "device_key" not in str(thing)
+    tid = thing["@iot.id"]
+    locations = client.get(f"{ROOT}/Things({tid})/Locations").json()["value"]
+    assert locations[0]["location"] == point()
+    history = client.get(f"{ROOT}/Things({tid})/HistoricalLocations?$expand=Locations").json()["value"]
+    assert len(history) == 1 and history[0]["Locations"][0]["@iot.id"] == locations[0]["@iot.id"]
+    datastream = client.get(f"{ROOT}/Things({tid})/Datastreams?$expand=Sensor,ObservedProperty").json()["value"][0]
+    assert datastream["Sensor"]["name"] == "Radar"
+    assert datastream["ObservedProperty"]["definition"] == "https://example.org/water-level"
+    assert datastream["unitOfMeasurement"]["symbol"] == "cm"
+    assert datastream["properties"]["levels"] == {"waspada": 250, "siaga": 300}
+    ds = datastream["@iot.id"]
+    assert client.get(f"{ROOT}/Datastreams({ds})/Thing").json()["@iot.id"] == tid
+    assert client.get(f"{ROOT}/Datastreams({ds})/Thing/name").json() == {"name": "Pos duga air Musi"}
+    raw = client.get(f"{ROOT}/Datastreams({ds})/Thing/name/$value")
+    assert raw.text == "Pos duga air Musi" and raw.headers["content-type"].startswith("text/plain")
+    assert client.get(f"{ROOT}/Things({tid})/Datastreams({ds})").json()["@iot.id"] == ds
+    assert session.scalar(sa.select(Datastream.levels).where(Datastream.id == ds)) == {"waspada": 250, "siaga": 300}
+    for path in (f"/Things({tid + 1000})", f"/Things({tid})/Datastreams({ds + 1000})", "/Nothing", "/Things(1)/bad"):
+        assert_problem(client.get(ROOT + path), 404)
+
+
+def test_every_entity_set_can_be_created_read_updated_and_deleted(client, tokens, session):
+    admin = tokens("admin")
+    thing = create(client, admin, "/Things", {"name": "Lampu jalan", "description": "Lampu pintar"})
+    location = create(client, admin, "/Locations", {
+        "name": "Simpang", "description": "Simpang empat", "encodingType": "application/vnd.geo+json",
+        "location": point(), "Things": [{"@iot.id": thing["@iot.id"]}]})  # fmt: skip
+    sensor = create(client, admin, "/Sensors", {
+        "name": "LDR", "description": "Light sensor", "encodingType": "application/pdf",
+        "metadata": "x.pdf"})  # fmt: skip
+    prop = create(client, admin, "/ObservedProperties", {
+        "name": "Lampu menyala", "definition": "https://example.org/on", "description": "Menyala?"})  # fmt: skip
+    datastream = create(client, admin, "/Datastreams", {
+        "name": "Status", "description": "Menyala", "observationType": OM + "OM_TruthObservation",
+        "unitOfMeasurement": {"name": None, "symbol": None, "definition": None},
+        "Thing": {"@iot.id": thing["@iot.id"]}, "Sensor": {"@iot.id": sensor["@iot.id"]},
+        "ObservedProperty": {"@iot.id": prop["@iot.id"]}})  # fmt: skip
+    feature = create(client, admin, "/FeaturesOfInterest", {
+        "name": "Simpang", "description": "Simpang empat", "encodingType": "application/geo+json",
+        "feature": point(-3.07, 102.94)})  # fmt: skip
+    observation = create(client, admin, "/Observations", {
+        "phenomenonTime": "2026-11-01T18:00:00Z", "result": True,
+        "Datastream": {"@iot.id": datastream["@iot.id"]},
+        "FeatureOfInterest": {"@iot.id": feature["@iot.id"]}})  # fmt: skip
+    assert observation["result"] is True and observation["phenomenonTime"] == "2026-11-01T18:00:00Z"
+    historical = client.get(f"{ROOT}/Things({thing['@iot.id']})/HistoricalLocations").json()["value"]
+    assert len(historical) == 1  # linking a Location moved the Thing
+    made = {"Things": thing, "Locations": location, "Sensors": sensor, "ObservedProperties": prop,
+            "Datastreams": datastream, "FeaturesOfInterest": feature, "Observations": observation,
+            "HistoricalLocations": historical[0]}  # fmt: skip
+    for name, entity in made.items():
+        got = client.get(f"{ROOT}/{name}({entity['@iot.id']})")
+        assert got.status_code == 200 and got.json()["@iot.id"] == entity["@iot.id"], name
+    changes = {"Things": {"name": "Lampu jalan 2"}, "Locations": {"location": point(-3.08, 102.95)},
+               "Sensors": {"description": "LDR v2"}, "ObservedProperties": {"name": "Nyala"},
+               "Datastreams": {"description": "Status lampu"}, "FeaturesOfInterest": {"name": "Simpang 4"},
+               "HistoricalLocations": {"time": "2026-10-01T00:00:00Z"}}  # fmt: skip
+    for name, change in changes.items():
+        response = client.patch(f"{ROOT}/{name}({made[name]['@iot.id']})", json=change, headers=admin)
+        assert response.status_code == 200, response.text
+        key, value = next(iter(change.items()))
+        assert client.get(f"{ROOT}/{name}({made[name]['@iot.id']})").json()[key] == value
+    # Observations are not changed in place (docs/sensorthings.md)
+    assert_problem(client.patch(f"{ROOT}/Observations({observation['@iot.id']})", json={"result": False},
+                                headers=admin), 405)  # fmt: skip
+    for name in ("Observations", "HistoricalLocations", "Datastreams", "FeaturesOfInterest", "Locations", "Sensors",
+                 "ObservedProperties", "Things"):  # fmt: skip
+        response = client.delete(f"{ROOT}/{name}({made[name]['@iot.id']})", headers=admin)
+        assert response.status_code == 200, (name, response.text)
+        assert_problem(client.get(f"{ROOT}/{name}({made[name]['@iot.id']})"), 404)
+
+
+def test_deleting_a_thing_takes_its_datastreams_and_observations(client, tokens, session):
+    admin = tokens("admin")
+    thing = create(client, admin, "/Things", gauge())
+    ds = first_datastream(client, thing["@iot.id"])
+    for value in (120, 130):
+        create(client, admin, f"/Datastreams({ds})/Observations", {"result": value})
+    assert row_count(session, Datastream) == 1
+    assert client.delete(f"{ROOT}/Things({thing['@iot.id']})", headers=admin).status_code == 200
+    assert row_count(session, Datastream) == 0
+    assert row_count(session, HistoricalLocation) == 0
+    assert row_count(session, Location) == 1  # a Location is not the Thing's to delete
+    assert observations(session) == []
+    assert client.get(f"{ROOT}/Observations").json()["value"] == []
+
+
+# --- observations -----------------------------------------------------------------------------------------------
+
+
+def test_observations_posted_on_the_datastream_path_are_typed_and_get_the_things_feature(client, tokens, session):
+    admin = tokens("admin")
+    thing = create(client, admin, "/Things", gauge())
+    ds = first_datastream(client, thing["@iot.id"])
+    first = create(client, admin, f"/Datastreams({ds})/Observations",
+                   {"phenomenonTime": "2026-11-01T06:00:00+07:00", "result": 251.5})  # fmt: skip
+    assert first["phenomenonTime"] == "2026-10-31T23:00:00Z"
+    second = create(client, admin, "/Observations", {"result": 252, "Datastream": {"@iot.id": ds}})
+    assert second["result"] == 252 and isinstance(second["result"], int)
+    features = [client.get(f"{ROOT}/Observations({o['@iot.id']})/FeatureOfInterest").json() for o in (first, second)]
+    assert features[0]["@iot.id"] == features[1]["@iot.id"] and features[0]["feature"] == point()
+    assert row_count(session, FeatureOfInterest) == 1
+    for bad, word in (("tinggi", "number"), (True, "number"), ({"a": 1}, "number")):
+        problem = assert_problem(client.post(f"{ROOT}/Datastreams({ds})/Observations", json={"result": bad},
+                                             headers=admin), 400)  # fmt: skip
+        assert word in problem["detail"]
+    future = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    assert_problem(client.post(f"{ROOT}/Datastreams({ds})/Observations", json={"result": 1, "phenomenonTime": future},
+                               headers=admin), 400)  # fmt: skip
+    assert_problem(client.post(f"{ROOT}/Datastreams({ds})/Observations", content=b'{"result": NaN}',
+                               headers=admin), 400)  # fmt: skip
+    assert_problem(client.post(f"{ROOT}/Observations", json={"result": 1, "Datastream": {"@iot.id": ds + 99}},
+                               headers=admin), 400)  # fmt: skip
+    assert len(observations(session)) == 2
+
+
+def test_result_types_follow_the_observation_type(client, tokens):
+    admin = tokens("admin")
+    cases = {"OM_CountObservation": (3, 2.5), "OM_TruthObservation": (False, 0),
+             "OM_CategoryObservation": ("hujan", 1), "OM_Observation": ({"a": [1, 2]}, None)}  # fmt: skip
+    for kind, (good, bad) in cases.items():
+        thing = create(client, admin, "/Things", gauge(kind, observation_type=kind))
+        ds = first_datastream(client, thing["@iot.id"])
+        stored_value = create(client, admin, f"/Datastreams({ds})/Observations", {"result": good})["result"]
+        assert stored_value == good and type(stored_value) is type(good)
+        if bad is not None:
+            assert_problem(client.post(f"{ROOT}/Datastreams({ds})/Observations", json={"result": bad},
+                                       headers=admin), 400)  # fmt: skip
+
+
+def test_query_options_filter_order_page_count_select_expand(client, tokens):
+    admin = tokens("admin")
+    thing = create(client, admin, "/Things", gauge())
+    ds = first_datastream(client, thing["@iot.id"])
+    rows = [[(T0 + timedelta(minutes=10 * i)).isoformat(), 200 + i] for i in range(25)]
+    response = client.post(f"{ROOT}/CreateObservations", headers=admin, json=[
+        {"Datastream": {"@iot.id": ds}, "components": ["phenomenonTime", "result"], "dataArray": rows}])  # fmt: skip
+    assert response.status_code == 201 and len(response.json()) == 25
+    base = f"{ROOT}/Datastreams({ds})/Observations"
+    page = client.get(base, params={"$orderby": "phenomenonTime desc", "$top": "10", "$count": "true"}).json()
+    assert page["@iot.count"] == 25
+    assert [o["result"] for o in page["value"]] == list(range(224, 214, -1))
+    assert "$skip=10" in page["@iot.nextLink"]
+    seen = []
+    link = f"{ROOT}/Observations?$top=7&$orderby=phenomenonTime"
+    while link:
+        body = client.get(link).json()
+        seen += [o["result"] for o in body["value"]]
+        link = body.get("@iot.nextLink")
+    assert seen == list(range(200, 225))
+    filtered = client.get(base, params={"$filter": "result ge 220 and phenomenonTime lt 2026-11-01T09:50:00Z"}).json()
+    assert sorted(o["result"] for o in filtered["value"]) == [220, 221, 222]  # 223 is at 09:50
+    assert client.get(base, params={"$filter": "Datastream/Thing/name eq 'Pos duga air Musi'", "$top": "1"}).json()[
+        "value"]  # fmt: skip
+    selected = client.get(base, params={"$select": "result", "$top": "1"}).json()["value"][0]
+    assert selected == {"result": 200}
+    latest_first = "Datastreams($select=name;$expand=Observations($orderby=phenomenonTime desc;$top=1))"
+    expanded = client.get(f"{ROOT}/Things", params={"$expand": latest_first}).json()
+    latest = expanded["value"][0]["Datastreams"][0]
+    assert latest["name"] == "Tinggi muka air" and latest["Observations"][0]["result"] == 224
+    assert client.get(f"{ROOT}/Things", params={"$filter": "properties/sungai eq 'Musi'"}).json()["value"]
+    array = client.get(base, params={"$resultFormat": "dataArray", "$top": "3", "$orderby": "phenomenonTime"}).json()
+    group = array["value"][0]
+    assert group["components"] == ["id", "phenomenonTime", "resultTime", "result"]
+    assert [row[3] for row in group["dataArray"]] == [200, 201, 202]
+    for bad in ({"$filter": "result eq"}, {"$top": "-1"}, {"$orderby": "nothing"}, {"$expand": "Nope"}):
+        assert_problem(client.get(base, params=bad), 400)
+
+
+# --- CreateObservations ------------------------------------------------------------------------------------------
+
+
+def test_create_observations_is_all_or_nothing(client, tokens, session):
+    admin = tokens("admin")
+    thing = create(client, admin, "/Things", gauge())
+    ds = first_datastream(client, thing["@iot.id"])
+    good = {"Datastream": {"@iot.id": ds}, "components": ["phenomenonTime", "result"],
+            "dataArray": [["2026-11-01T06:00:00Z", 1.0], ["2026-11-01T06:10:00Z", 2]]}  # fmt: skip
+    bad = {"Datastream": {"@iot.id": ds}, "components": ["phenomenonTime", "result"],
+           "dataArray": [["2026-11-01T06:20:00Z", 3], ["2026-11-01T06:30:00Z", "tinggi"]]}  # fmt: skip
+    problem = assert_problem(client.post(f"{ROOT}/CreateObservations", json=[good, bad], headers=admin), 400)
+    assert "CreateObservations[1].dataArray[1]" in problem["detail"]
+    unknown = {**good, "Datastream": {"@iot.id": ds + 50}}
+    assert "CreateObservations[1]" in assert_problem(
+        client.post(f"{ROOT}/CreateObservations", json=[good, unknown], headers=admin), 400)["detail"]  # fmt: skip
+    assert observations(session) == []
+    huge = {**good, "dataArray": [["2026-11-01T06:00:00Z", 1]] * 10_001}
+    assert_problem(client.post(f"{ROOT}/CreateObservations", json=[huge], headers=admin), 413)
+    response = client.post(f"{ROOT}/CreateObservations", json=[good], headers=admin)
+    assert response.status_code == 201
+    assert [link.rsplit("(", 1)[0] for link in response.json()] == [f"http://testserver{ROOT}/Observations"] * 2
+    assert len(observations(session)) == 2
+
+
+def test_a_deep_insert_with_a_bad_inner_entity_stores_nothing(client, tokens, session):
+    admin = tokens("admin")
+    body = gauge()
+    body["Datastreams"][0]["ObservedProperty"] = {"name": "x"}  # no definition
+    problem = assert_problem(client.post(f"{ROOT}/Things", json=body, headers=admin), 400)
+    assert "ObservedProperty.definition" in problem["detail"]
+    body = gauge()
+    body["Locations"][0]["location"] = {"type": "Point", "coordinates": [500, 0]}
+    assert "location" in assert_problem(client.post(f"{ROOT}/Things", json=body, headers=admin), 400)["detail"]
+    body = gauge()
+    body["Datastreams"][0]["Observations"] = [{"result": 1}, {"result": "x"}]
+    assert_problem(client.post(f"{ROOT}/Things", json=body, headers=admin), 400)
+    for model in (Thing, Location, Sensor, Datastream):
+        assert row_count(session, model) == 0
+    for bad in (b"{", b"[]", b'{"name": 1, "description": ""}', b'{"name": "a"}'):
+        assert_problem(client.post(f"{ROOT}/Things", content=bad, headers=admin), 400)
+
+
+# --- who may write ----------------------------------------------------------------------------------------------
+
+
+def test_writes_need_a_token_and_opd_staff_change_only_their_own_things(client, tokens, staff, session):
+    anonymous = client.post(f"{ROOT}/Things", json={"name": "x", "description": "y"})
+    assert_problem(anonymous, 401)
+    assert anonymous.headers["www-authenticate"] == 'Basic realm="kotacerdas"'
+    assert_problem(client.post(f"{ROOT}/Things", json={"name": "x", "description": "y"},
+                               headers={"Authorization": "Bearer nope"}), 401)  # fmt: skip
+    assert_problem(client.post(f"{ROOT}/Things", json={"name": "x", "description": "y"}, headers=tokens("pimpinan")),
+                   403)  # fmt: skip
+    pupr = create(client, tokens("pupr_staff"), "/Things", gauge("Pos PUPR"))
+    assert pupr["properties"]["kotacerdas"]["agency_id"] == staff("pupr_staff").agency_id
+    dlh = tokens("dlh_staff")
+    assert_problem(client.patch(f"{ROOT}/Things({pupr['@iot.id']})", json={"name": "mine"}, headers=dlh), 403)
+    assert_problem(client.delete(f"{ROOT}/Things({pupr['@iot.id']})", headers=dlh), 403)
+    ds = first_datastream(client, pupr["@iot.id"])
+    assert_problem(client.post(f"{ROOT}/Datastreams({ds})/Observations", json={"result": 1}, headers=dlh), 403)
+    other = {
+        "name": "x",
+        "description": "y",
+        "properties": {"kotacerdas": {"agency_id": staff("pupr_staff").agency_id}},
+    }
+    assert_problem(client.post(f"{ROOT}/Things", json=other, headers=dlh), 403)
+    # Basic with username and token, as many SensorThings clients send
+    plain = new_api_token(session, staff("pupr_staff"), name="basic")
+    basic = {"Authorization": "Basic " + base64.b64encode(f"pupr.staff:{plain}".encode()).decode()}
+    assert (
+        client.patch(f"{ROOT}/Things({pupr['@iot.id']})", json={"name": "Pos PUPR 2"}, headers=basic).status_code == 200
+    )
+    wrong = {"Authorization": "Basic " + base64.b64encode(f"dlh.staff:{plain}".encode()).decode()}
+    assert_problem(client.patch(f"{ROOT}/Things({pupr['@iot.id']})", json={"name": "z"}, headers=wrong), 401)
+    assert client.get(f"{ROOT}/Things({pupr['@iot.id']})").json()["name"] == "Pos PUPR 2"
+
+
+def test_a_device_key_posts_observations_of_its_own_thing_only(client, tokens, session):
+    from kotacerdas.sensors import devices
+
+    admin = tokens("admin")
+    mine = create(client, admin, "/Things", gauge("Mine"))
+    other = create(client, admin, "/Things", gauge("Other"))
+    key = devices.issue_device_key(session, thing_id=mine["@iot.id"])
+    session.commit()
+    device = bearer(key.plain)
+    ds_mine, ds_other = first_datastream(client, mine["@iot.id"]), first_datastream(client, other["@iot.id"])
+    assert (
+        client.post(f"{ROOT}/Datastreams({ds_mine})/Observations", json={"result": 5}, headers=device).status_code
+        == 201
+    )
+    batch = [{"Datastream": {"@iot.id": ds_other}, "components": ["result"], "dataArray": [[1]]}]
+    assert_problem(client.post(f"{ROOT}/CreateObservations", json=batch, headers=device), 403)
+    assert_problem(client.patch(f"{ROOT}/Things({mine['@iot.id']})", json={"name": "x"}, headers=device), 403)
+    assert key.secret not in client.get(f"{ROOT}/Things({mine['@iot.id']})").text
+
+
+# --- concurrency ------------------------------------------------------------------------------------------------
+
+
+def test_concurrent_first_observations_share_one_feature_of_interest(app, backend, tokens, session):
+    if backend != "postgres":
+        pytest.skip("SQLite writes one at a time; the race needs PostgreSQL")
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        admin = tokens("admin")
+        things = [create(client, admin, "/Things", gauge(f"Pos {i}")) for i in range(4)]
+        # the same place for every Thing: one feature
+        datastreams = [first_datastream(client, t["@iot.id"]) for t in things]
+    with running_server(app) as base:
+        barrier = threading.Barrier(16)
+        statuses: list[int] = []
+
+        def post(ds: int) -> None:
+            with httpx.Client(base_url=base, headers=admin, timeout=30) as http:
+                barrier.wait()
+                statuses.append(http.post(f"{ROOT}/Datastreams({ds})/Observations", json={"result": 1}).status_code)
+
+        threads = [threading.Thread(target=post, args=(datastreams[i % 4],)) for i in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert statuses == [201] * 16
+    assert row_count(session, FeatureOfInterest) == 1
+    assert len(observations(session)) == 16
+
+
+# --- nothing answers 5xx ----------------------------------------------------------------------------------------
+
+SEGMENTS = st.sampled_from(["Things", "Things(1)", "Datastreams(1)", "Observations", "Locations(2)", "name", "$value",
+                            "Thing", "Observations(1)", "FeaturesOfInterest", "x", "(", "Things(99999999999999999999)",
+                            "HistoricalLocations", "Sensors(1)", "CreateObservations", "result", "%00"])  # fmt: skip
+OPTIONS = st.dictionaries(
+    st.sampled_from(["$filter", "$orderby", "$top", "$skip", "$count", "$select", "$expand", "$resultFormat", "$x"]),
+    st.one_of(
+        st.text(max_size=40),
+        st.sampled_from(
+            [
+                "result gt 1",
+                "phenomenonTime desc",
+                "Datastreams",
+                "true",
+                "dataArray",
+                "name,id",
+                "Observations($top=1)",
+            ]
+        ),
+    ),  # fmt: skip
+    max_size=3,
+)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["name", "description", "result", "Datastream", "@iot.id", "location", "Things", "type",
+                         "coordinates", "components", "dataArray", "phenomenonTime", "observationType"]),
+        children, max_size=5),
+    max_leaves=12,
+)  # fmt: skip
+
+
+def test_no_path_option_or_body_makes_a_server_error(client, tokens):
+    admin = tokens("admin")
+    create(client, admin, "/Things", gauge())
+    ds = first_datastream(client, 1) if client.get(f"{ROOT}/Things(1)").status_code == 200 else None
+    if ds is not None:
+        create(client, admin, f"/Datastreams({ds})/Observations", {"result": 1})
+
+    @hsettings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(SEGMENTS, min_size=0, max_size=4), OPTIONS, st.sampled_from(["GET", "POST", "PATCH", "DELETE"]),
+           JSON)  # fmt: skip
+    def check(segments, options, method, body):
+        path = ROOT + "/" + "/".join(segments)
+        headers = admin if method != "GET" else {}
+        response = client.request(method, path, params=options, json=body, headers=headers)
+        assert response.status_code < 500, (method, path, options, body, response.text)
+
+    check()
