@@ -315,3 +315,18 @@ def test_sqlite_compaction_runs_when_due(backend, engine, settings, session):
     add(engine, settings, [NewObservation(a, T0 + timedelta(hours=1, seconds=n), 1.0) for n in range(1_000)])
     assert store.compact_if_due(engine, settings=small, now=T0 + timedelta(seconds=20)) == 1_010
     assert store.journal_rows(engine) == 0
+
+
+def test_deleting_a_datastreams_observations_empties_its_current_value_and_rollups(engine, settings, session):
+    a, b = make_datastreams(session)
+    add(engine, settings, [NewObservation(ds, T0 + timedelta(minutes=m), 1.0) for ds in (a, b) for m in range(3)])
+    store.compact(engine, settings=settings, max_rows=2)
+    with sa.orm.Session(engine) as writer:
+        writer.connection(execution_options={WRITE_OPTION: True})
+        assert store.delete_datastream_observations(writer, a) == 3
+        writer.commit()
+    session.rollback()
+    assert store.list_observations(session, datastream_id=a) == []
+    assert store.hourly(session, datastream_id=a, start=T0, end=T0 + timedelta(hours=1)) == []
+    assert list(store.current_values(session)) == [b]
+    assert len(store.list_observations(session, datastream_id=b)) == 3

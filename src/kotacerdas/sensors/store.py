@@ -350,7 +350,7 @@ _PG_TYPES = [
 ]  # fmt: skip
 _PG_CURRENT_UPSERT = """
 INSERT INTO sensor_current_values AS c (datastream_id, id, phenomenon_time, result_type, result_number, result_json)
-SELECT * FROM unnest(%s::int4[], %s::int8[], %s::timestamptz[], %s::int2[], %s::float8[], %s::jsonb[])
+SELECT * FROM unnest(%b::int4[], %b::int8[], %b::timestamptz[], %b::int2[], %b::float8[], %b::jsonb[])
 ON CONFLICT (datastream_id) DO UPDATE SET id = excluded.id, phenomenon_time = excluded.phenomenon_time,
     result_type = excluded.result_type, result_number = excluded.result_number, result_json = excluded.result_json
 WHERE excluded.phenomenon_time > c.phenomenon_time
@@ -358,7 +358,7 @@ WHERE excluded.phenomenon_time > c.phenomenon_time
 """
 _PG_HOURLY_UPSERT = """
 INSERT INTO sensor_hourly AS h (datastream_id, hour, count, sum, min, max)
-SELECT * FROM unnest(%s::int4[], %s::timestamptz[], %s::int8[], %s::float8[], %s::float8[], %s::float8[])
+SELECT * FROM unnest(%b::int4[], %b::timestamptz[], %b::int8[], %b::float8[], %b::float8[], %b::float8[])
 ON CONFLICT (datastream_id, hour) DO UPDATE SET count = h.count + excluded.count, sum = h.sum + excluded.sum,
     min = least(h.min, excluded.min), max = greatest(h.max, excluded.max)
 """
@@ -655,17 +655,20 @@ def _recompute_current(session: Session, datastream_id: int, sqlite: bool) -> No
 
 
 def delete_datastream_observations(session: Session, datastream_id: int) -> int:
-    """Delete every observation of a Datastream (before the Datastream itself: the store has no foreign key to it,
-    so that inserts check nothing); its current value and rollups go with the Datastream (ON DELETE CASCADE)."""
-    if _dialect(session) == "sqlite":
-        connection = session.connection()
-        count = connection.exec_driver_sql("DELETE FROM sensor_obs_merged WHERE datastream_id = ?", (datastream_id,))
-        journal = connection.exec_driver_sql("DELETE FROM sensor_obs_journal WHERE datastream_id = ?", (datastream_id,))
-        return count.rowcount + journal.rowcount
-    result = session.connection().exec_driver_sql(
-        "DELETE FROM sensor_observations WHERE datastream_id = %s", (datastream_id,)
-    )
-    return result.rowcount
+    """Delete every observation, the current value and the rollups of a Datastream; call it when deleting the
+    Datastream (the store's tables have no foreign key to it: a check per row would cost more than the insert)."""
+    sqlite = _dialect(session) == "sqlite"
+    ph = "?" if sqlite else "%s"
+    connection = session.connection()
+    deleted = 0
+    for table in ("sensor_obs_merged", "sensor_obs_journal") if sqlite else ("sensor_observations",):
+        deleted += connection.exec_driver_sql(
+            f"DELETE FROM {table} WHERE datastream_id = {ph}", (datastream_id,)
+        ).rowcount
+    for table in ("sensor_current_values", "sensor_hourly"):
+        connection.exec_driver_sql(f"DELETE FROM {table} WHERE datastream_id = {ph}", (datastream_id,))
+    forget_datastreams(session.get_bind())
+    return deleted
 
 
 def purge_before(session: Session, *, cutoff: datetime, datastream_id: int | None = None) -> int:
@@ -819,16 +822,37 @@ def _compact_chunk(connection: sa.Connection, chunk: int) -> int:
             "max = max(sensor_hourly.max, excluded.max)",
             (high,),
         )
-        extents = raw.execute(
-            "SELECT datastream_id, min(phenomenon_time), max(coalesce(phenomenon_time_end, phenomenon_time)), "
-            "min(result_time), max(result_time) FROM sensor_obs_journal WHERE id <= ? GROUP BY datastream_id",
+        # The Datastreams' time extents, in SQL (10,000 UPDATEs from Python took longer than the merge): times
+        # written as SQLAlchemy writes a UTCDateTime on SQLite, 'YYYY-MM-DD HH:MM:SS.ffffff', whose text order is
+        # time order.
+        raw.execute(
+            "UPDATE sensor_datastreams SET "
+            "phenomenon_time_start = coalesce(min(phenomenon_time_start, e.p0), e.p0), "
+            "phenomenon_time_end = coalesce(max(phenomenon_time_end, e.p1), e.p1), "
+            "result_time_start = coalesce(min(result_time_start, e.r0), e.r0, result_time_start), "
+            "result_time_end = coalesce(max(result_time_end, e.r1), e.r1, result_time_end) "
+            f"FROM (SELECT datastream_id AS ds, {_text('min(phenomenon_time)')} AS p0, "
+            f"{_text('max(coalesce(phenomenon_time_end, phenomenon_time))')} AS p1, "
+            f"{_text('min(result_time)')} AS r0, {_text('max(result_time)')} AS r1 "
+            "FROM sensor_obs_journal WHERE id <= ? GROUP BY datastream_id) AS e WHERE sensor_datastreams.id = e.ds",
             (high,),
-        ).fetchall()
-        _widen_extents(connection, extents)
-        raw.execute("DELETE FROM sensor_obs_journal WHERE id <= ?", (high,))
+        )
+        if high >= raw.execute("SELECT max(id) FROM sensor_obs_journal").fetchone()[0]:
+            # The whole journal: SQLite empties a table deleted without WHERE much faster (no row by row).
+            raw.execute("DELETE FROM sensor_obs_journal")
+        else:
+            raw.execute("DELETE FROM sensor_obs_journal WHERE id <= ?", (high,))
     finally:
         raw.execute("PRAGMA cache_size = -2000")
     return moved
+
+
+def _text(expression: str) -> str:
+    """SQL of integer microseconds as SQLAlchemy's SQLite datetime text (NULL stays NULL)."""
+    return (
+        f"strftime('%Y-%m-%d %H:%M:%S', ({expression}) / 1000000, 'unixepoch') "
+        f"|| printf('.%06d', ({expression}) % 1000000)"
+    )
 
 
 def _widen_extents(connection: sa.Connection, extents: Sequence[Sequence[Any]]) -> None:

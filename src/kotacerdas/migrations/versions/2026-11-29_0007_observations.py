@@ -6,7 +6,9 @@ The layout differs per database (docs/sensors.md, "Storage"), so the DDL is writ
   `sensor_observations_all` is both. Times are integer microseconds since the epoch (UTC).
 - PostgreSQL: `sensor_observations` partitioned by month on phenomenon_time, a DEFAULT partition for times no
   month partition covers yet (store.maintain moves them out), ids from the sequence `sensor_observation_ids`.
-These tables are not ORM models: the Alembic comparison skips them (store.is_store_object).
+These tables are not ORM models: the Alembic comparison skips them (store.is_store_object). They have no foreign
+key to sensor_datastreams: a check per row costs more than the rest of an upsert on PostgreSQL (the store checks the
+Datastream ids of a batch against its cache instead, and store.delete_datastream_observations empties them).
 
 Revision ID: 0007
 Revises: 0006
@@ -65,8 +67,7 @@ SQLITE = [
                result_time, result_quality, valid_time_start, valid_time_end, parameters, feature_id
         FROM sensor_obs_journal""",
     """CREATE TABLE sensor_current_values (
-        datastream_id INTEGER NOT NULL PRIMARY KEY
-            REFERENCES sensor_datastreams (id) ON DELETE CASCADE,
+        datastream_id INTEGER NOT NULL PRIMARY KEY,
         id INTEGER NOT NULL,
         phenomenon_time INTEGER NOT NULL,
         result_type INTEGER NOT NULL,
@@ -74,7 +75,7 @@ SQLITE = [
         result_json TEXT
     )""",
     """CREATE TABLE sensor_hourly (
-        datastream_id INTEGER NOT NULL REFERENCES sensor_datastreams (id) ON DELETE CASCADE,
+        datastream_id INTEGER NOT NULL,
         hour INTEGER NOT NULL,
         count INTEGER NOT NULL,
         sum REAL NOT NULL,
@@ -106,7 +107,7 @@ POSTGRES = [
     "CREATE INDEX ix_sensor_observations_id ON sensor_observations (id)",
     "CREATE TABLE sensor_observations_default PARTITION OF sensor_observations DEFAULT",
     """CREATE TABLE sensor_current_values (
-        datastream_id integer NOT NULL PRIMARY KEY REFERENCES sensor_datastreams (id) ON DELETE CASCADE,
+        datastream_id integer NOT NULL PRIMARY KEY,
         id bigint NOT NULL,
         phenomenon_time timestamptz NOT NULL,
         result_type smallint NOT NULL,
@@ -114,7 +115,7 @@ POSTGRES = [
         result_json jsonb
     )""",
     """CREATE TABLE sensor_hourly (
-        datastream_id integer NOT NULL REFERENCES sensor_datastreams (id) ON DELETE CASCADE,
+        datastream_id integer NOT NULL,
         hour timestamptz NOT NULL,
         count bigint NOT NULL,
         sum double precision NOT NULL,

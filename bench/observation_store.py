@@ -1,0 +1,322 @@
+"""Observation ingest into the store (sensors/store.py) as the SensorThings API will call it.
+
+`CreateObservations` batches of 1,000 observations, each batch its own transaction (on SQLite holding the writer
+queue, as `db.begin_writes` does), while the store grows from 0 to ROWS observations over 10,000 Datastreams. Each
+row goes to a random Datastream; times advance so that ROWS observations span one year (10,000,000 rows: one
+observation per Datastream about every 53 minutes). The rows are built before each batch's timer starts.
+
+SQLite: the journal is compacted, as the worker would, when a batch arrives and the journal holds
+`sensor_compact_rows` (1,000,000) observations; compaction runs in chunks of `sensor_compact_chunk_rows`, each its
+own transaction holding the writer queue. The sustained rate counts the compaction time in. The last million is left
+in the journal (the worst case for reads), and bench/current_values.py measures reads on the database left behind,
+then compacts it.
+
+Same-run baselines, same rows, same 1,000-row transactions:
+- SQLite: the same Python conversion of each row, `executemany` into a plain table with no index or key (what the
+  spike measured at 1.17 M rows/s with precomputed tuples).
+- PostgreSQL: the same conversion, a binary COPY into an unpartitioned table with no index.
+
+Targets (issue 6): SQLite ≥ 100,000 obs/s sustained and ≥ 50 % of the baseline; PostgreSQL ≥ 50 % of the COPY.
+
+`python -m bench.observation_store [--rows N] [--pg-rows N] [--backends sqlite,postgres] [--chunk-rows N]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bench.common import write_result
+from bench.reports_data import DEFAULT_POSTGRES, SECRET, bench_dir, postgres_available
+from kotacerdas.config import Settings
+from kotacerdas.db import WRITE_OPTION, make_engine
+from kotacerdas.migrate import upgrade_database
+from kotacerdas.sensors import store
+from kotacerdas.sensors.models import Datastream, ObservedProperty, Sensor, Thing
+from kotacerdas.sensors.store import NewObservation
+
+DATASTREAMS = 10_000
+BATCH = 1_000
+SEGMENT = 1_000_000
+START = datetime(2025, 12, 1, tzinfo=UTC)
+YEAR_US = 365 * 86_400 * 1_000_000
+TARGET_SQLITE = 100_000
+PG_DATABASE = "kotacerdas_bench_observations"
+MEASUREMENT = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
+
+
+def sqlite_path() -> Path:
+    """The SQLite database the run leaves behind for bench/current_values.py."""
+    return bench_dir() / "observations.db"
+
+
+def postgres_url() -> str:
+    server = os.environ.get("KOTACERDAS_BENCH_POSTGRES_URL") or os.environ.get(
+        "KOTACERDAS_TEST_POSTGRES_URL", DEFAULT_POSTGRES
+    )
+    return sa.engine.make_url(server).set(database=PG_DATABASE).render_as_string(hide_password=False)
+
+
+def settings_for(backend: str, **overrides: Any) -> Settings:
+    url = f"sqlite:///{sqlite_path()}" if backend == "sqlite" else postgres_url()
+    return Settings(
+        data_dir=bench_dir() / "data-observations", database_url=url, secret_key=SECRET, worker_in_app=False,
+        map_index_preload=False, **overrides,
+    )  # fmt: skip
+
+
+def fresh_database(backend: str) -> None:
+    if backend == "sqlite":
+        for suffix in ("", "-wal", "-shm", "-writer.lock"):
+            Path(f"{sqlite_path()}{suffix}").unlink(missing_ok=True)
+        return
+    admin = sa.create_engine(sa.engine.make_url(postgres_url()).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+        connection.exec_driver_sql(f'CREATE DATABASE "{PG_DATABASE}"')
+    admin.dispose()
+
+
+def create_datastreams(engine: sa.Engine) -> list[int]:
+    with engine.begin() as connection:
+        thing = connection.execute(
+            sa.insert(Thing).values(name="Bench", description="", created_at=START, updated_at=START)
+            .returning(Thing.id)
+        ).scalar_one()  # fmt: skip
+        sensor = connection.execute(
+            sa.insert(Sensor).values(name="s", description="", encoding_type="text/html", sensor_metadata="")
+            .returning(Sensor.id)
+        ).scalar_one()  # fmt: skip
+        prop = connection.execute(
+            sa.insert(ObservedProperty).values(name="p", definition="http://example.org/p", description="")
+            .returning(ObservedProperty.id)
+        ).scalar_one()  # fmt: skip
+        connection.execute(
+            sa.insert(Datastream),
+            [
+                {"name": f"ds {n}", "description": "", "observation_type": MEASUREMENT,
+                 "unit_of_measurement": {"symbol": "cm"}, "thing_id": thing, "sensor_id": sensor,
+                 "observed_property_id": prop, "created_at": START}
+                for n in range(DATASTREAMS)
+            ],
+        )  # fmt: skip
+        return list(connection.execute(sa.select(Datastream.id).order_by(Datastream.id)).scalars())
+
+
+def batches(rows: int, datastreams: list[int], seed: int = 6):
+    """The same batches for the store and its baseline."""
+    rng = random.Random(seed)
+    step = YEAR_US // rows
+    start_us = store.to_us(START)
+    for first in range(0, rows, BATCH):
+        yield [
+            NewObservation(rng.choice(datastreams), start_us + (first + n) * step, round(rng.uniform(100, 400), 1))
+            for n in range(min(BATCH, rows - first))
+        ]
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def run_store(backend: str, rows: int, *, chunk_rows: int, compact_rows: int) -> dict[str, Any]:
+    fresh_database(backend)
+    settings = settings_for(backend, sensor_compact_rows=compact_rows, sensor_compact_chunk_rows=chunk_rows)
+    engine = make_engine(settings)
+    upgrade_database(engine)
+    datastreams = create_datastreams(engine)
+    if backend == "postgres":
+        # The month partitions the daily maintenance would have created over the year the rows span.
+        with engine.begin() as connection:
+            for month in range(14):
+                store.create_month_partition(connection, START.year + (START.month - 1 + month) // 12,
+                                             (START.month - 1 + month) % 12 + 1)  # fmt: skip
+    segments: list[dict[str, Any]] = []
+    compactions: list[dict[str, Any]] = []
+    latencies: list[float] = []
+    seg_latencies: list[float] = []
+    seg_rows, seg_busy = 0, 0.0
+    in_journal = 0
+    total_busy = 0.0
+    cpu_started = time.process_time()
+    for batch in batches(rows, datastreams):
+        if backend == "sqlite" and in_journal >= compact_rows:
+            stats = store.compact(engine, settings=settings)
+            compactions.append({"at_rows": sum(s["rows"] for s in segments) + seg_rows, "rows": stats.rows,
+                                "seconds": round(stats.seconds, 2), "chunks": stats.chunks,
+                                "longest_chunk_s": round(stats.longest_chunk_seconds, 2)})  # fmt: skip
+            seg_busy += stats.seconds
+            total_busy += stats.seconds
+            in_journal = 0
+        began = time.perf_counter()
+        with Session(engine) as session:
+            session.connection(execution_options={WRITE_OPTION: True})
+            store.add_observations(session, batch, settings=settings)
+            session.commit()
+        took = time.perf_counter() - began
+        latencies.append(took)
+        seg_latencies.append(took)
+        seg_busy += took
+        total_busy += took
+        in_journal += len(batch)
+        seg_rows += len(batch)
+        if seg_rows >= SEGMENT:
+            segments.append(_segment(len(segments), seg_rows, seg_busy, seg_latencies))
+            seg_rows, seg_busy, seg_latencies = 0, 0.0, []
+            print(backend, segments[-1], compactions[-1:] if compactions else "", flush=True)
+    if seg_rows:
+        segments.append(_segment(len(segments), seg_rows, seg_busy, seg_latencies))
+    engine.dispose()
+    latencies.sort()
+    result = {
+        "rows": rows,
+        "obs_per_s": round(rows / total_busy),
+        "seconds": round(total_busy, 1),
+        "cpu_seconds": round(time.process_time() - cpu_started, 1),
+        "batch_latency_ms": {"p50": _ms(latencies[len(latencies) // 2]),
+                             "p99": _ms(latencies[int(len(latencies) * 0.99)]), "max": _ms(latencies[-1])},
+        "segments": segments,
+        "load_average_at_end": load_average(),
+    }  # fmt: skip
+    if backend == "sqlite":
+        longest = max((c["longest_chunk_s"] for c in compactions), default=0.0)
+        result |= {
+            "compaction": {"every_rows": compact_rows, "chunk_rows": chunk_rows, "runs": compactions,
+                           "seconds_total": round(sum(c["seconds"] for c in compactions), 1),
+                           "longest_chunk_s": longest},
+            # A batch arriving while a compaction chunk holds the writer queue waits for it.
+            "worst_ingest_wait_ms": round((longest + latencies[-1]) * 1000, 1),
+            "journal_rows_left": in_journal,
+            "database_mb": round(sqlite_path().stat().st_size / 1e6),
+        }  # fmt: skip
+    return result
+
+
+def _segment(index: int, rows: int, busy: float, latencies: list[float]) -> dict[str, Any]:
+    return {"segment": f"{index}-{index + 1}M", "rows": rows, "obs_per_s": round(rows / busy),
+            "max_batch_ms": _ms(max(latencies))}  # fmt: skip
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+# --- baselines ---------------------------------------------------------------------------------------------------
+
+
+def _converted(batch: list[NewObservation]) -> list[tuple]:
+    """The conversion every stored row gets (the store's own helpers)."""
+    out = []
+    for index, row in enumerate(batch):
+        result_type, number, _value = store._split_result(index, row.result)
+        out.append((row.datastream_id, store.to_us(row.phenomenon_time), result_type, number))
+    return out
+
+
+def run_baseline(backend: str, rows: int) -> dict[str, Any]:
+    datastreams = list(range(1, DATASTREAMS + 1))
+    cpu_started = time.process_time()
+    busy = 0.0
+    if backend == "sqlite":
+        path = bench_dir() / "observations-baseline.db"
+        for suffix in ("", "-wal", "-shm", "-writer.lock"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        engine = make_engine(settings_for("sqlite").model_copy(update={"database_url": f"sqlite:///{path}"}))
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "CREATE TABLE plain (datastream_id INTEGER, phenomenon_time INTEGER, result_type INTEGER, "
+                "result_number REAL)"
+            )
+        for batch in batches(rows, datastreams):
+            began = time.perf_counter()
+            with engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
+                raw = connection.connection.driver_connection
+                raw.executemany("INSERT INTO plain VALUES (?,?,?,?)", _converted(batch))
+            busy += time.perf_counter() - began
+        engine.dispose()
+        path.unlink(missing_ok=True)
+        what = "executemany into a table with no index, same conversion, 1,000-row transactions"
+    else:
+        engine = make_engine(settings_for("postgres"))
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE IF EXISTS bench_plain")
+            connection.exec_driver_sql(
+                "CREATE TABLE bench_plain (datastream_id int4, phenomenon_time timestamptz, result_type int2, "
+                "result_number float8)"
+            )
+        for batch in batches(rows, datastreams):
+            began = time.perf_counter()
+            with engine.begin() as connection:
+                raw = connection.connection.driver_connection
+                with raw.cursor() as cursor, cursor.copy(
+                    "COPY bench_plain FROM STDIN (FORMAT BINARY)"
+                ) as copy:  # fmt: skip
+                    copy.set_types(["int4", "timestamptz", "int2", "float8"])
+                    for ds, t, rtype, number in _converted(batch):
+                        copy.write_row((ds, store.from_us(t), rtype, number))
+            busy += time.perf_counter() - began
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE bench_plain")
+        engine.dispose()
+        what = "binary COPY into an unpartitioned table with no index, same conversion, 1,000-row transactions"
+    return {"rows": rows, "obs_per_s": round(rows / busy), "seconds": round(busy, 1),
+            "cpu_seconds": round(time.process_time() - cpu_started, 1), "what": what}  # fmt: skip
+
+
+def measure(rows: int, pg_rows: int, backends: list[str], *, chunk_rows: int, compact_rows: int, quick: bool) -> bool:
+    figures: dict[str, Any] = {"quick": quick, "load_average_at_start": load_average(), "batch": BATCH,
+                               "datastreams": DATASTREAMS}  # fmt: skip
+    passed = True
+    if "sqlite" in backends:
+        baseline = run_baseline("sqlite", rows)
+        print("sqlite baseline", baseline, flush=True)
+        measured = run_store("sqlite", rows, chunk_rows=chunk_rows, compact_rows=compact_rows)
+        share = measured["obs_per_s"] / baseline["obs_per_s"]
+        figures["sqlite"] = {"store": measured, "baseline": baseline, "share_of_baseline": round(share, 3)}
+        passed &= measured["obs_per_s"] >= TARGET_SQLITE and share >= 0.5
+    if "postgres" in backends and postgres_available():
+        measured = run_store("postgres", pg_rows, chunk_rows=chunk_rows, compact_rows=compact_rows)
+        baseline = run_baseline("postgres", pg_rows)
+        print("postgres baseline", baseline, flush=True)
+        share = measured["obs_per_s"] / baseline["obs_per_s"]
+        figures["postgres"] = {"store": measured, "baseline": baseline, "share_of_baseline": round(share, 3)}
+        passed &= share >= 0.5
+    figures["load_average_at_end"] = load_average()
+    write_result(
+        "observation_store",
+        figures,
+        targets={"sqlite_obs_per_s": f">= {TARGET_SQLITE:,} sustained 0 → {rows:,}",
+                 "sqlite_share_of_plain_insert": ">= 0.5", "postgres_share_of_binary_copy": ">= 0.5"},
+        passed=passed,
+    )  # fmt: skip
+    return passed
+
+
+def run(quick: bool) -> bool:
+    rows = 50_000 if quick else 10_000_000
+    return measure(rows, rows, ["sqlite", "postgres"], chunk_rows=250_000,
+                   compact_rows=20_000 if quick else 1_000_000, quick=quick)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--pg-rows", type=int, default=None, help="PostgreSQL rows (default: --rows)")
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--chunk-rows", type=int, default=250_000)
+    parser.add_argument("--compact-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    measure(args.rows, args.pg_rows or args.rows, args.backends.split(","), chunk_rows=args.chunk_rows,
+            compact_rows=args.compact_rows, quick=False)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
