@@ -816,11 +816,9 @@ def _existing(session: Session, entity_set: EntitySet, entity_id: int, where: st
 
 
 def _known_keys(body: dict[str, Any], entity_set: EntitySet, where: str, extra: Iterable[str] = ()) -> None:
+    # A Datastream's phenomenonTime, resultTime and observedArea are the server's (from its Observations): accepted
+    # and ignored, since clients send back what they read (frost-sta-client's update sends the whole entity).
     allowed = {*entity_set.fields, *entity_set.navs, "@iot.id", *extra}
-    if entity_set.name == "Datastreams":
-        allowed.discard("phenomenonTime")
-        allowed.discard("resultTime")
-        allowed.discard("observedArea")
     for key in body:
         if key not in allowed and not key.endswith(("@iot.navigationLink", "@iot.selfLink")):
             raise StaError(f"{where}: unknown property {key!r} (known: {', '.join(sorted(allowed))})")
