@@ -327,6 +327,12 @@ def ingest(
     write_acl: Annotated[
         Path | None, typer.Option(help="Write the Mosquitto ACL file of the devices' keys to this path and exit.")
     ] = None,
+    retire: Annotated[
+        bool,
+        typer.Option(
+            "--retire", help="Leave the shared group for good: unsubscribe, store what is queued, end the session."
+        ),
+    ] = False,
 ) -> None:
     """Store the observations devices publish over MQTT (QoS 1, acknowledged after commit; docs/mqtt.md)."""
     import logging
@@ -357,7 +363,7 @@ def ingest(
         start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
     if settings.ingest_in_app:
         console.print("[yellow]KOTACERDAS_INGEST_IN_APP is true: `serve` runs an ingest worker too.[/]")
-    run_ingest(settings, stop_event=stop_event, metrics=metrics, client_id=client_id)
+    run_ingest(settings, stop_event=stop_event, metrics=metrics, client_id=client_id, retire=retire)
 
 
 @wilayah_app.command("import")

@@ -380,3 +380,51 @@ def test_crash_kill_mid_stream_restart_every_acknowledged_message_stored_once(
     results = sorted(row[2] for row in rows)
     assert results == list(range(total)), "every acknowledged message stored exactly once"
     assert len({(row[0], row[1]) for row in rows}) == total
+
+
+def test_a_retired_worker_stores_its_queue_and_leaves_the_group(ingest_settings, engine, session, publisher):
+    gauge = make_device(session, "Pos Rawas")
+    topic = f"v1.1/Datastreams({gauge.datastreams[0]})/Observations"
+
+    def send(numbers) -> None:
+        for n in numbers:
+            publisher.send(topic, {"phenomenonTime": (T0 + timedelta(seconds=n)).isoformat(), "result": n})
+
+    leaving = "leaving-" + uuid.uuid4().hex[:8]
+    with running_worker(ingest_settings, engine, client_id=leaving):
+        pass  # subscribed, then stopped: its session stays in the group and is given a share while offline
+    with running_worker(ingest_settings, engine):
+        send(range(200))
+        publisher.wait_acked(200)
+        time.sleep(0.5)
+        assert len(stored_rows(engine)) < 200  # the offline session's share waits for it
+        stop, unsubscribed = threading.Event(), threading.Event()
+        retired = run_ingest(
+            ingest_settings, stop_event=stop, session_factory=make_sessionmaker(engine), client_id=leaving,
+            ready=unsubscribed, retire=True,
+        )  # fmt: skip
+        assert retired.stored > 0 and len(stored_rows(engine)) == 200
+        send(range(200, 300))  # the group is the remaining worker alone now
+        rows = wait_stored(engine, 300, timeout=20)
+    assert sorted(row[2] for row in rows) == list(range(300))
+
+
+def test_a_message_the_store_refuses_does_not_hold_back_the_rest_of_its_batch(ingest_settings, engine, session):
+    gauge = make_device(session, "Pos Megang", kinds=(MEASUREMENT, MEASUREMENT))
+    worker = IngestWorker(ingest_settings, session_factory=make_sessionmaker(engine), ack=lambda _mid, _qos: None)
+    worker.reload_directory()
+    # The second Datastream is deleted after the worker read its directory: only the insert finds out.
+    session.execute(sa.delete(Datastream).where(Datastream.id == gauge.datastreams[1]))
+    session.commit()
+    store.forget_datastreams(engine)
+
+    def message(mid: int, datastream_id: int) -> Message:
+        payload = orjson.dumps({"phenomenonTime": (T0 + timedelta(minutes=mid)).isoformat(), "result": mid})
+        return Message(mid, 1, f"v1.1/Datastreams({datastream_id})/Observations", payload, False, utcnow())
+
+    result = worker.handle([message(1, gauge.datastreams[0]), message(2, gauge.datastreams[1]),
+                            message(3, gauge.datastreams[0])])  # fmt: skip
+    assert result.observations == 2
+    assert sorted(row[2] for row in stored_rows(engine)) == [1, 3]
+    [letter] = dead_letters(session)
+    assert letter.reason.startswith("store_error: ") and f"Datastreams({gauge.datastreams[1]})" in letter.topic

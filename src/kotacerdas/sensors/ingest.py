@@ -61,6 +61,10 @@ DIRECTORY_RETRY_S = 2.0
 DEAD_LETTER_PAYLOAD = 4096
 # A broker session that outlives the worker (MQTT 5 session expiry, seconds): 0xFFFFFFFF never expires.
 SESSION_EXPIRY_S = 0xFFFFFFFF
+# A Thing's last_seen_at is written at most this often by one worker (its battery and signal whenever they change).
+HEALTH_EVERY_S = 10.0
+# A retiring worker ends its session once no message came for this long after it unsubscribed.
+RETIRE_QUIET_S = 3.0
 # Wait before trying a batch again when the database does not answer.
 DATABASE_RETRY_S = 2.0
 
@@ -135,6 +139,8 @@ class IngestWorker:
         self.directory = Directory()
         self._directory_at = -1e9
         self.stored = 0
+        # Thing id → (when its health was last written, battery, signal): see HEALTH_EVERY_S.
+        self._health_written: dict[int, tuple[float, float | None, float | None]] = {}
 
     # --- the batch loop ------------------------------------------------------------------------------------------
 
@@ -219,10 +225,14 @@ class IngestWorker:
             rows, healths = self._rows(session, good, result)
             if rows:
                 store.add_observations(session, rows, settings=self.settings)
+            healths = self._health_due(healths)
             self._update_health(session, healths)
             self._dead_letters(session, result.dead_letters)
             session.commit()
         result.observations += len(rows)
+        now = time.monotonic()
+        for health in healths:
+            self._health_written[health.thing_id] = (now, health.battery_percent, health.signal_dbm)
 
     def _store_one_by_one(
         self, batch: Sequence[Message], good: list[tuple[Message, Parsed]], first: BatchResult
@@ -279,6 +289,22 @@ class IngestWorker:
     def _existing(self, session: Session, rows: Iterable[NewObservation]) -> set[tuple[int, Any]]:
         """Which (datastream, phenomenonTime) of redelivered observations are stored already."""
         return set(store.existing_keys(session, {(row.datastream_id, row.phenomenon_time) for row in rows}))
+
+    def _health_due(self, healths: list[Health]) -> list[Health]:
+        """The health reports worth an UPDATE: a Thing's first, a changed battery or signal, or HEALTH_EVERY_S since
+        the last one (a device sending every second would otherwise cost an UPDATE per batch)."""
+        now = time.monotonic()
+        due = []
+        for health in healths:
+            written = self._health_written.get(health.thing_id)
+            if (
+                written is None
+                or now - written[0] >= HEALTH_EVERY_S
+                or (health.battery_percent is not None and health.battery_percent != written[1])
+                or (health.signal_dbm is not None and health.signal_dbm != written[2])
+            ):
+                due.append(health)
+        return due
 
     def _update_health(self, session: Session, healths: list[Health]) -> None:
         if not healths:
@@ -392,7 +418,12 @@ def _cut_text(head: bytes) -> str:
 
 
 def make_client(
-    settings: Settings, worker: IngestWorker, *, client_id: str, ready: threading.Event | None = None
+    settings: Settings,
+    worker: IngestWorker,
+    *,
+    client_id: str,
+    ready: threading.Event | None = None,
+    retire: bool = False,
 ) -> mqtt.Client:
     """A paho client with a persistent MQTT 5 session and manual acknowledgements that feeds `worker.inbox`."""
     import paho.mqtt.client as mqtt
@@ -412,8 +443,17 @@ def make_client(
             log.error("ingest: the broker refused the connection: %s", reason_code)
             return
         log.info("ingest: connected to %s:%s as %s", settings.mqtt_host, settings.mqtt_port, client_id)
+        if retire:
+            # The broker stops giving this session a share; what it queued for it still comes.
+            client.unsubscribe(topics)
+            return
         # Subscribing again on a resumed session changes nothing; on a new one it is needed.
         client.subscribe([(topic, 1) for topic in topics])
+
+    def on_unsubscribe(_client: mqtt.Client, _userdata: Any, _mid: int, _codes: Any, _properties: Any) -> None:
+        log.info("ingest: unsubscribed from %s; storing what was queued for this session", ", ".join(topics))
+        if ready is not None:
+            ready.set()
 
     def on_message(_client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         worker.inbox.put(Message(message.mid, message.qos, message.topic, message.payload, bool(message.dup), utcnow()))
@@ -434,6 +474,7 @@ def make_client(
     client.on_message = on_message
     client.on_disconnect = on_disconnect
     client.on_subscribe = on_subscribe
+    client.on_unsubscribe = on_unsubscribe
     properties = Properties(PacketTypes.CONNECT)
     properties.SessionExpiryInterval = SESSION_EXPIRY_S
     # How many unacknowledged messages the broker may send: a batch and the next one arriving meanwhile.
@@ -450,25 +491,56 @@ def run_ingest(
     metrics: Metrics | None = None,
     client_id: str | None = None,
     ready: threading.Event | None = None,
+    retire: bool = False,
 ) -> IngestWorker:
-    """Run the ingest worker until `stop_event` is set (with its own engine unless `session_factory` is given)."""
+    """Run the ingest worker until `stop_event` is set (with its own engine unless `session_factory` is given).
+
+    `retire`: unsubscribe, store what the broker had queued for this client id, then end its session for good (a
+    worker leaving a group: its offline session would otherwise keep being given a share of the messages)."""
     engine = None
     if session_factory is None:
         engine = make_engine(settings)
         session_factory = make_sessionmaker(engine)
     worker = IngestWorker(settings, session_factory=session_factory, metrics=metrics)
     worker.reload_directory()
-    client = make_client(settings, worker, client_id=client_id or settings.mqtt_client_id, ready=ready)
+    ready = ready or threading.Event()
+    client = make_client(settings, worker, client_id=client_id or settings.mqtt_client_id, ready=ready, retire=retire)
     worker.ack = client.ack
     client.loop_start()
+    properties = None
     try:
-        worker.run(stop_event)
+        if retire:
+            properties = _retire(worker, ready, stop_event)
+        else:
+            worker.run(stop_event)
     finally:
-        client.disconnect()
+        client.disconnect(properties=properties)
         client.loop_stop()
         if engine is not None:
             engine.dispose()
     return worker
+
+
+def _retire(worker: IngestWorker, unsubscribed: threading.Event, stop_event: threading.Event) -> Any:
+    """Store messages until none came for RETIRE_QUIET_S after unsubscribing; the DISCONNECT properties that end
+    the session (or None when stopped before, keeping it)."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    quiet_since = None
+    while not stop_event.is_set():
+        batch = worker.next_batch(wait_s=0.2)
+        if batch:
+            worker.handle_with_retry(batch, stop_event)
+            quiet_since = None
+        elif unsubscribed.is_set():
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= RETIRE_QUIET_S:
+                properties = Properties(PacketTypes.DISCONNECT)
+                properties.SessionExpiryInterval = 0
+                log.info("ingest: nothing more queued; the session ends")
+                return properties
+    return None
 
 
 def start_ingest_thread(
