@@ -505,3 +505,28 @@ def test_no_path_option_or_body_makes_a_server_error(client, tokens):
         assert response.status_code < 500, (method, path, options, body, response.text)
 
     check()
+
+
+def test_create_observations_with_more_components(client, tokens, session):
+    admin = tokens("admin")
+    thing = create(client, admin, "/Things", gauge())
+    ds = first_datastream(client, thing["@iot.id"])
+    feature = create(client, admin, "/FeaturesOfInterest", {
+        "name": "Hulu", "description": "Hulu sungai", "encodingType": "application/geo+json",
+        "feature": point(-3.0, 102.9)})  # fmt: skip
+    group = {"Datastream": {"@iot.id": ds},
+             "components": ["phenomenonTime", "resultTime", "result", "FeatureOfInterest/id", "parameters"],
+             "dataArray": [["2026-11-01T06:00:00Z/2026-11-01T07:00:00Z", "2026-11-01T07:00:05Z", 12.5,
+                            feature["@iot.id"], {"rain": "tipping bucket"}]]}  # fmt: skip
+    response = client.post(f"{ROOT}/CreateObservations", json=[group], headers=admin)
+    assert response.status_code == 201, response.text
+    got = client.get(response.json()[0].removeprefix("http://testserver"), params={"$expand": "FeatureOfInterest"})
+    body = got.json()
+    assert body["phenomenonTime"] == "2026-11-01T06:00:00Z/2026-11-01T07:00:00Z"
+    assert body["resultTime"] == "2026-11-01T07:00:05Z" and body["result"] == 12.5
+    assert body["parameters"] == {"rain": "tipping bucket"}
+    assert body["FeatureOfInterest"]["name"] == "Hulu"
+    group["dataArray"][0][3] = feature["@iot.id"] + 100
+    assert "FeatureOfInterest" in assert_problem(
+        client.post(f"{ROOT}/CreateObservations", json=[group], headers=admin), 400)["detail"]  # fmt: skip
+    assert len(observations(session)) == 1
