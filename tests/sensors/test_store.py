@@ -330,3 +330,40 @@ def test_deleting_a_datastreams_observations_empties_its_current_value_and_rollu
     assert store.hourly(session, datastream_id=a, start=T0, end=T0 + timedelta(hours=1)) == []
     assert list(store.current_values(session)) == [b]
     assert len(store.list_observations(session, datastream_id=b)) == 3
+
+
+def test_sqlite_segments_reads_and_retention_across_several(backend, engine, settings, session):
+    if backend != "sqlite":
+        pytest.skip("segments are SQLite's")
+    a, b = make_datastreams(session)
+    small = settings.model_copy(update={"sensor_compact_rows": 1_000})
+    # 3,500 readings over 35 hours, two Datastreams alternating: merged 1,000 at a time into 4 segments.
+    rows = [NewObservation(a if n % 2 else b, T0 + timedelta(seconds=36 * n), float(n % 97)) for n in range(3_500)]
+    ids = []
+    for first in range(0, len(rows), 500):
+        ids += add(engine, settings, rows[first : first + 500])
+    before = snapshot(session, [a, b])
+    one = {i: store.get_observation(session, i) for i in ids[::97]}
+    store.compact(engine, settings=small, chunk_rows=1_000)
+    with engine.connect() as connection:
+        count = connection.exec_driver_sql("SELECT count(*) FROM sensor_obs_segments").scalar_one()
+        in_view = connection.exec_driver_sql("SELECT count(*) FROM sensor_observations_all").scalar_one()
+    assert count == 4 and in_view == 3_500
+    assert snapshot(session, [a, b]) == before
+    assert {i: store.get_observation(session, i) for i in ids[::97]} == one
+    long = store.hourly(session, datastream_id=a, start=T0, end=T0 + timedelta(days=2))
+    assert len(long) == 35 and sum(r.count for r in long) == 1_750
+    assert set(store.existing_keys(session, [(a, rows[1].phenomenon_time), (a, rows[0].phenomenon_time)])) == {
+        (a, rows[1].phenomenon_time)
+    }
+    # Retention: the segments wholly older than the cutoff lose their raw table, their rollups stay.
+    cutoff = T0 + timedelta(hours=21)
+    with sa.orm.Session(engine) as writer:
+        writer.connection(execution_options={WRITE_OPTION: True})
+        deleted = store.purge_before(writer, cutoff=cutoff)
+        writer.commit()
+    assert deleted == 2_100
+    session.rollback()
+    left = store.list_observations(session, datastream_id=a, limit=10_000)
+    assert len(left) == 700 and min(o.phenomenon_time for o in left) >= cutoff
+    assert store.hourly(session, datastream_id=a, start=T0, end=T0 + timedelta(days=2)) == long

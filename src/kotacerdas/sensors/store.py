@@ -60,6 +60,7 @@ from sqlalchemy.orm import Session
 
 from kotacerdas.config import Settings
 from kotacerdas.db import WRITE_OPTION, utcnow
+from kotacerdas.sensors import store_sqlite as segmented
 from kotacerdas.sensors.models import Datastream
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -487,16 +488,12 @@ def _observation(row: Sequence[Any], sqlite: bool) -> Observation:
 
 def get_observation(session: Session, observation_id: int) -> Observation | None:
     """One observation by id, merged or not."""
-    sqlite = _dialect(session) == "sqlite"
-    if sqlite:
-        sql = (
-            f"SELECT {_OBS_COLUMNS} FROM sensor_obs_journal WHERE id = :id UNION ALL "
-            f"SELECT {_OBS_COLUMNS} FROM sensor_obs_merged WHERE id = :id"
-        )
-    else:
-        sql = f"SELECT {_OBS_COLUMNS} FROM sensor_observations WHERE id = :id"
-    row = session.connection().exec_driver_sql(*_driver(sql, {"id": observation_id}, sqlite)).first()
-    return None if row is None else _observation(row, sqlite)
+    if _dialect(session) == "sqlite":
+        row = segmented.get(_raw(session), observation_id)
+        return None if row is None else _observation(row, True)
+    sql = f"SELECT {_OBS_COLUMNS} FROM sensor_observations WHERE id = %s"
+    row = session.connection().exec_driver_sql(sql, (observation_id,)).first()
+    return None if row is None else _observation(row, False)
 
 
 def list_observations(
@@ -516,15 +513,8 @@ def list_observations(
     high = to_us(end) if end is not None else 2**62
     params: dict[str, Any] = {"ds": datastream_id, "limit": int(limit)}
     if sqlite:
-        params |= {"low": low, "high": high}
-        where = "datastream_id = :ds AND phenomenon_time >= :low AND phenomenon_time < :high"
-        sql = (
-            f"SELECT * FROM (SELECT {_OBS_COLUMNS} FROM sensor_obs_merged WHERE {where} "
-            f"ORDER BY phenomenon_time {order}, id {order} LIMIT :limit) UNION ALL "
-            f"SELECT * FROM (SELECT {_OBS_COLUMNS} FROM sensor_obs_journal WHERE {where} "
-            f"ORDER BY phenomenon_time {order}, id {order} LIMIT :limit) "
-            f"ORDER BY phenomenon_time {order}, id {order} LIMIT :limit"
-        )
+        rows = segmented.list_rows(_raw(session), datastream_id, low, high, int(limit), order)
+        return [_observation(row, True) for row in rows]
     else:
         params |= {"low": from_us(low), "high": from_us(high)} if start or end else {}
         where = "datastream_id = :ds" + (
@@ -543,28 +533,14 @@ def hourly(session: Session, *, datastream_id: int, start: datetime, end: dateti
     sqlite = _dialect(session) == "sqlite"
     low, high = to_us(start), to_us(end)
     if sqlite:
-        low_hour = low - low % HOUR_US
-        sql = f"""
-        SELECT hour, sum(n), sum(s), min(lo), max(hi) FROM (
-            SELECT hour, count AS n, sum AS s, min AS lo, max AS hi FROM sensor_hourly
-            WHERE datastream_id = :ds AND hour >= :low_hour AND hour < :high
-            UNION ALL
-            SELECT phenomenon_time - ((phenomenon_time % {HOUR_US}) + {HOUR_US}) % {HOUR_US} AS hour,
-                   count(*), sum(result_number), min(result_number), max(result_number)
-            FROM sensor_obs_journal
-            WHERE datastream_id = :ds AND phenomenon_time >= :low_hour AND phenomenon_time < :high
-              AND result_number IS NOT NULL
-            GROUP BY 1
-        ) GROUP BY hour ORDER BY hour"""
-        params = {"ds": datastream_id, "low_hour": low_hour, "high": high}
-    else:
-        sql = """SELECT hour, count, sum, min, max FROM sensor_hourly
+        rows = segmented.hourly_rows(_raw(session), datastream_id, low, high)
+        return [HourlyRow(from_us(hour), int(n), lo, hi, total / n, total) for hour, n, total, lo, hi in rows]
+    sql = """SELECT hour, count, sum, min, max FROM sensor_hourly
             WHERE datastream_id = :ds AND hour >= date_trunc('hour', :low, 'UTC') AND hour < :high ORDER BY hour"""
-        params = {"ds": datastream_id, "low": from_us(low), "high": from_us(high)}
-    rows = session.connection().exec_driver_sql(*_driver(sql, params, sqlite)).fetchall()
+    params = {"ds": datastream_id, "low": from_us(low), "high": from_us(high)}
+    rows = session.connection().exec_driver_sql(*_driver(sql, params, False)).fetchall()
     return [
-        HourlyRow(from_us(hour) if sqlite else hour.astimezone(UTC), int(count), lo, hi, total / count, total)
-        for hour, count, total, lo, hi in rows
+        HourlyRow(hour.astimezone(UTC), int(count), lo, hi, total / count, total) for hour, count, total, lo, hi in rows
     ]
 
 
@@ -578,15 +554,11 @@ def existing_keys(session: Session, keys: Iterable[tuple[int, datetime]]) -> lis
     connection = session.connection()
     for datastream_id, time in keys:
         if sqlite:
-            t = to_us(time)
-            sql = (
-                "SELECT 1 FROM sensor_obs_merged WHERE datastream_id = ? AND phenomenon_time = ? UNION ALL "
-                "SELECT 1 FROM sensor_obs_journal WHERE datastream_id = ? AND phenomenon_time = ? LIMIT 1"
-            )
-            params: Any = (datastream_id, t, datastream_id, t)
-        else:
-            sql = "SELECT 1 FROM sensor_observations WHERE datastream_id = %s AND phenomenon_time = %s LIMIT 1"
-            params = (datastream_id, to_datetime(time))
+            if segmented.exists(_raw(session), datastream_id, to_us(time)):
+                found.append((datastream_id, time))
+            continue
+        sql = "SELECT 1 FROM sensor_observations WHERE datastream_id = %s AND phenomenon_time = %s LIMIT 1"
+        params = (datastream_id, to_datetime(time))
         if connection.exec_driver_sql(sql, params).first() is not None:
             found.append((datastream_id, time))
     return found
@@ -614,18 +586,7 @@ def delete_observation(session: Session, observation_id: int) -> bool:
     ds, t = observation.datastream_id, to_us(observation.phenomenon_time)
     hour = t - t % HOUR_US
     if sqlite:
-        merged = connection.exec_driver_sql("DELETE FROM sensor_obs_merged WHERE id = ?", (observation_id,)).rowcount
-        connection.exec_driver_sql("DELETE FROM sensor_obs_journal WHERE id = ?", (observation_id,))
-        if merged:
-            # Only merged rows are in the rollups: compute that hour again from the merged rows left.
-            connection.exec_driver_sql("DELETE FROM sensor_hourly WHERE datastream_id = ? AND hour = ?", (ds, hour))
-            connection.exec_driver_sql(
-                "INSERT INTO sensor_hourly (datastream_id, hour, count, sum, min, max) "
-                "SELECT datastream_id, ?, count(*), sum(result_number), min(result_number), max(result_number) "
-                "FROM sensor_obs_merged WHERE datastream_id = ? AND phenomenon_time >= ? AND phenomenon_time < ? "
-                "AND result_number IS NOT NULL GROUP BY datastream_id",
-                (hour, ds, hour, hour + HOUR_US),
-            )
+        segmented.delete(_raw(session), observation_id, ds, t)
     else:
         connection.exec_driver_sql("DELETE FROM sensor_observations WHERE id = %s", (observation_id,))
         low, high = from_us(hour), from_us(hour + HOUR_US)
@@ -660,13 +621,14 @@ def delete_datastream_observations(session: Session, datastream_id: int) -> int:
     sqlite = _dialect(session) == "sqlite"
     ph = "?" if sqlite else "%s"
     connection = session.connection()
-    deleted = 0
-    for table in ("sensor_obs_merged", "sensor_obs_journal") if sqlite else ("sensor_observations",):
-        deleted += connection.exec_driver_sql(
-            f"DELETE FROM {table} WHERE datastream_id = {ph}", (datastream_id,)
+    if sqlite:
+        deleted = segmented.delete_datastream(_raw(session), datastream_id)
+    else:
+        deleted = connection.exec_driver_sql(
+            "DELETE FROM sensor_observations WHERE datastream_id = %s", (datastream_id,)
         ).rowcount
-    for table in ("sensor_current_values", "sensor_hourly"):
-        connection.exec_driver_sql(f"DELETE FROM {table} WHERE datastream_id = {ph}", (datastream_id,))
+        connection.exec_driver_sql("DELETE FROM sensor_hourly WHERE datastream_id = %s", (datastream_id,))
+    connection.exec_driver_sql(f"DELETE FROM sensor_current_values WHERE datastream_id = {ph}", (datastream_id,))
     forget_datastreams(session.get_bind())
     return deleted
 
@@ -679,17 +641,7 @@ def purge_before(session: Session, *, cutoff: datetime, datastream_id: int | Non
     limit = to_us(cutoff)
     connection = session.connection()
     if _dialect(session) == "sqlite":
-        if datastream_id is None:
-            # Datastream by Datastream: each is one range of the clustered key.
-            ids = [row[0] for row in connection.exec_driver_sql("SELECT id FROM sensor_datastreams")]
-        else:
-            ids = [datastream_id]
-        deleted = 0
-        for ds in ids:
-            deleted += connection.exec_driver_sql(
-                "DELETE FROM sensor_obs_merged WHERE datastream_id = ? AND phenomenon_time < ?", (ds, limit)
-            ).rowcount
-        return deleted
+        return segmented.purge(_raw(session), limit, datastream_id)
     if datastream_id is not None:
         return connection.exec_driver_sql(
             "DELETE FROM sensor_observations WHERE datastream_id = %s AND phenomenon_time < %s",
@@ -754,11 +706,13 @@ def compact(
     if engine.dialect.name != "sqlite":
         return stats
     chunk = chunk_rows or (settings.sensor_compact_chunk_rows if settings is not None else DEFAULT_CHUNK_ROWS)
+    # A segment is closed once it holds as many rows as trigger a compaction (a million by default).
+    segment_rows = settings.sensor_compact_rows if settings is not None else 1_000_000
     began = time.perf_counter()
     while max_rows is None or stats.rows < max_rows:
         started = time.perf_counter()
         with engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
-            merged = _compact_chunk(connection, chunk)
+            merged = _compact_chunk(connection, chunk, segment_rows)
         if not merged:
             break
         took = time.perf_counter() - started
@@ -793,7 +747,7 @@ _MERGE_COLUMNS = (
 )
 
 
-def _compact_chunk(connection: sa.Connection, chunk: int) -> int:
+def _compact_chunk(connection: sa.Connection, chunk: int, segment_rows: int) -> int:
     raw = connection.connection.driver_connection
     bounds = raw.execute(
         "SELECT min(id), (SELECT id FROM sensor_obs_journal ORDER BY id LIMIT 1 OFFSET ?) FROM sensor_obs_journal",
@@ -807,21 +761,7 @@ def _compact_chunk(connection: sa.Connection, chunk: int) -> int:
     # A bigger page cache for the merge: it touches about one leaf page per Datastream and hour range.
     raw.execute("PRAGMA cache_size = -262144")
     try:
-        moved = raw.execute(
-            f"INSERT INTO sensor_obs_merged ({_MERGE_COLUMNS}) SELECT {_MERGE_COLUMNS} FROM sensor_obs_journal "
-            "WHERE id <= ? ORDER BY datastream_id, phenomenon_time, id",
-            (high,),
-        ).rowcount
-        raw.execute(
-            "INSERT INTO sensor_hourly (datastream_id, hour, count, sum, min, max) "
-            f"SELECT datastream_id, phenomenon_time - ((phenomenon_time % {HOUR_US}) + {HOUR_US}) % {HOUR_US}, "
-            "count(*), sum(result_number), min(result_number), max(result_number) FROM sensor_obs_journal "
-            "WHERE id <= ? AND result_number IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2 "
-            "ON CONFLICT (datastream_id, hour) DO UPDATE SET count = sensor_hourly.count + excluded.count, "
-            "sum = sensor_hourly.sum + excluded.sum, min = min(sensor_hourly.min, excluded.min), "
-            "max = max(sensor_hourly.max, excluded.max)",
-            (high,),
-        )
+        moved = segmented.merge_chunk(raw, high, segment_rows)
         # The Datastreams' time extents, in SQL (10,000 UPDATEs from Python took longer than the merge): times
         # written as SQLAlchemy writes a UTCDateTime on SQLite, 'YYYY-MM-DD HH:MM:SS.ffffff', whose text order is
         # time order.

@@ -2,8 +2,9 @@
 
 The layout differs per database (docs/sensors.md, "Storage"), so the DDL is written out per dialect:
 - SQLite: an append-only journal (`sensor_obs_journal`, its AUTOINCREMENT key is the observation id) merged now
-  and then into a clustered `WITHOUT ROWID` table (`sensor_obs_merged`, keyed by datastream, time, id); the view
-  `sensor_observations_all` is both. Times are integer microseconds since the epoch (UTC).
+  and then into segments, clustered `WITHOUT ROWID` tables keyed by (datastream, time, id) with their hourly
+  rollups, listed in `sensor_obs_segments` and made by the compaction; the view `sensor_observations_all` is the
+  journal and the segments (recreated with each new segment). Times are integer microseconds since the epoch.
 - PostgreSQL: `sensor_observations` partitioned by month on phenomenon_time, a DEFAULT partition for times no
   month partition covers yet (store.maintain moves them out), ids from the sequence `sensor_observation_ids`.
 These tables are not ORM models: the Alembic comparison skips them (store.is_store_object). They have no foreign
@@ -25,6 +26,11 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+_COLUMNS = (
+    "id, datastream_id, phenomenon_time, phenomenon_time_end, result_type, result_number, result_json, "
+    "result_time, result_quality, valid_time_start, valid_time_end, parameters, feature_id"
+)
+
 SQLITE = [
     """CREATE TABLE sensor_obs_journal (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -41,31 +47,17 @@ SQLITE = [
         parameters TEXT,
         feature_id INTEGER
     )""",
-    """CREATE TABLE sensor_obs_merged (
-        datastream_id INTEGER NOT NULL,
-        phenomenon_time INTEGER NOT NULL,
-        id INTEGER NOT NULL,
-        phenomenon_time_end INTEGER,
-        result_type INTEGER NOT NULL,
-        result_number REAL,
-        result_json TEXT,
-        result_time INTEGER,
-        result_quality TEXT,
-        valid_time_start INTEGER,
-        valid_time_end INTEGER,
-        parameters TEXT,
-        feature_id INTEGER,
-        PRIMARY KEY (datastream_id, phenomenon_time, id)
-    ) WITHOUT ROWID""",
-    "CREATE UNIQUE INDEX ix_sensor_obs_merged_id ON sensor_obs_merged (id)",
-    """CREATE VIEW sensor_observations_all AS
-        SELECT id, datastream_id, phenomenon_time, phenomenon_time_end, result_type, result_number, result_json,
-               result_time, result_quality, valid_time_start, valid_time_end, parameters, feature_id
-        FROM sensor_obs_merged
-        UNION ALL
-        SELECT id, datastream_id, phenomenon_time, phenomenon_time_end, result_type, result_number, result_json,
-               result_time, result_quality, valid_time_start, valid_time_end, parameters, feature_id
-        FROM sensor_obs_journal""",
+    # The segments the compaction merges the journal into (sensors/store_sqlite.py creates their tables).
+    """CREATE TABLE sensor_obs_segments (
+        seq INTEGER NOT NULL PRIMARY KEY,
+        min_id INTEGER,
+        max_id INTEGER,
+        min_time INTEGER,
+        max_time INTEGER,
+        row_count INTEGER NOT NULL,
+        has_raw INTEGER NOT NULL
+    )""",
+    f"CREATE VIEW sensor_observations_all AS SELECT {_COLUMNS} FROM sensor_obs_journal",
     """CREATE TABLE sensor_current_values (
         datastream_id INTEGER NOT NULL PRIMARY KEY,
         id INTEGER NOT NULL,
@@ -74,15 +66,6 @@ SQLITE = [
         result_number REAL,
         result_json TEXT
     )""",
-    """CREATE TABLE sensor_hourly (
-        datastream_id INTEGER NOT NULL,
-        hour INTEGER NOT NULL,
-        count INTEGER NOT NULL,
-        sum REAL NOT NULL,
-        min REAL NOT NULL,
-        max REAL NOT NULL,
-        PRIMARY KEY (datastream_id, hour)
-    ) WITHOUT ROWID""",
     "CREATE TABLE sensor_store_state (key TEXT NOT NULL PRIMARY KEY, value INTEGER NOT NULL)",
 ]
 
@@ -113,7 +96,7 @@ POSTGRES = [
         result_type smallint NOT NULL,
         result_number double precision,
         result_json jsonb
-    )""",
+    ) WITH (fillfactor = 50)""",
     """CREATE TABLE sensor_hourly (
         datastream_id integer NOT NULL,
         hour timestamptz NOT NULL,
@@ -152,11 +135,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
-        for name in ("sensor_store_state", "sensor_hourly", "sensor_current_values"):
-            op.execute(f"DROP TABLE {name}")
         op.execute("DROP VIEW sensor_observations_all")
-        op.execute("DROP TABLE sensor_obs_merged")
-        op.execute("DROP TABLE sensor_obs_journal")
+        for (seq,) in bind.exec_driver_sql("SELECT seq FROM sensor_obs_segments").fetchall():
+            op.execute(f"DROP TABLE IF EXISTS sensor_obs_s{seq:06d}")
+            op.execute(f"DROP TABLE sensor_obs_h{seq:06d}")
+        for name in ("sensor_store_state", "sensor_current_values", "sensor_obs_segments", "sensor_obs_journal"):
+            op.execute(f"DROP TABLE {name}")
         return
     for name in ("sensor_store_state", "sensor_hourly", "sensor_current_values", "sensor_observations"):
         op.execute(f"DROP TABLE {name}")
