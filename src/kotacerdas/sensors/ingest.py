@@ -180,7 +180,7 @@ class IngestWorker:
         while True:
             try:
                 return self.handle(batch)
-            except sa.exc.OperationalError:
+            except (sa.exc.OperationalError, sa.exc.InterfaceError):
                 log.exception("ingest: the database failed; the batch of %d messages is tried again", len(batch))
                 if stop_event.wait(DATABASE_RETRY_S):
                     return None
@@ -195,6 +195,11 @@ class IngestWorker:
                 good.append((message, self._parse(message)))
             except Refused as refused:
                 result.dead_letters.append((message, refused))
+            except (sa.exc.OperationalError, sa.exc.InterfaceError):
+                raise  # the database (reading the directory again), not the message: the batch is retried
+            except Exception as error:  # a message no rule foresaw must not stop the worker (nor come back forever)
+                log.exception("ingest: a message on %s could not be read", message.topic[:200])
+                result.dead_letters.append((message, Refused("invalid", f"unreadable ({type(error).__name__})")))
         try:
             self._store(good, result)
         except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.ProgrammingError, StoreError) as error:
