@@ -151,3 +151,19 @@ def test_a_day_ahead_is_allowed(directory):
     [reading] = parse("v1.1/Datastreams(1)/Observations", f'{{"result": 1, "phenomenonTime": "{ahead}"}}',
                       directory).readings  # fmt: skip
     assert reading.phenomenon_time == NOW + timedelta(hours=23)
+
+
+def test_every_reason_has_an_indonesian_label():
+    from kotacerdas.i18n import reset_locale, set_locale
+
+    def labels(locale: str) -> dict[str, str]:
+        token = set_locale(locale)
+        try:
+            return {code: str(label) for code, label in REASONS.items()}
+        finally:
+            reset_locale(token)
+
+    indonesian, english = labels("id"), labels("en")
+    assert indonesian["not_owner"] == "Datastream milik perangkat lain"
+    assert english["not_owner"] == "Datastream of another device"
+    assert all(indonesian[code] != english[code] for code in REASONS)
