@@ -5,6 +5,7 @@ nothing; one FeatureOfInterest under concurrent first Observations; no 5xx for a
 from __future__ import annotations
 
 import base64
+import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -495,7 +496,11 @@ def test_no_path_option_or_body_makes_a_server_error(client, tokens):
     if ds is not None:
         create(client, admin, f"/Datastreams({ds})/Observations", {"result": 1})
 
-    @hsettings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @hsettings(
+        max_examples=int(os.environ.get("KOTACERDAS_FUZZ_EXAMPLES", "150")),
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(st.lists(SEGMENTS, min_size=0, max_size=4), OPTIONS, st.sampled_from(["GET", "POST", "PATCH", "DELETE"]),
            JSON)  # fmt: skip
     def check(segments, options, method, body):
@@ -563,3 +568,15 @@ def test_post_on_a_navigation_path_links_to_the_parent_and_moves_the_thing(clien
     entries = stored(session, sa.select(sa.func.count()).select_from(AuditEntry).where(
         AuditEntry.action.like("sensors.%")))  # fmt: skip
     assert entries == 2  # the Thing and the Location
+
+
+def test_text_results_with_a_nul_are_refused(client, tokens, session):
+    admin = tokens("admin")
+    thing = create(client, admin, "/Things", gauge("Cuaca", observation_type="OM_CategoryObservation"))
+    ds = first_datastream(client, thing["@iot.id"])
+    batch = [{"Datastream": {"@iot.id": ds}, "components": ["result"], "dataArray": [["hujan"], ["hu\x00jan"]]}]
+    assert "dataArray[1]" in assert_problem(client.post(f"{ROOT}/CreateObservations", json=batch, headers=admin),
+                                            400)["detail"]  # fmt: skip
+    assert_problem(client.post(f"{ROOT}/Datastreams({ds})/Observations", json={"result": "a\x00"}, headers=admin), 400)
+    assert_problem(client.post(f"{ROOT}/Things", json={"name": "a\x00", "description": ""}, headers=admin), 400)
+    assert observations(session) == []

@@ -404,6 +404,9 @@ def create_observations(request: Request, session: SessionDep, settings: Setting
     except DomainError as error:
         session.rollback()
         return _problem(request, error)
+    except (IntegrityError, DataError) as error:
+        session.rollback()
+        return _problem(request, StaError(f"the database refused the change ({type(error.orig).__name__})"))
     base = base_url(request, settings) + "/Observations("
     return _json([f"{base}{i})" for i in ids], status=201)
 

@@ -1414,8 +1414,12 @@ def create_observations_batch(
                     check_result(result, observation_type, f"CreateObservations[{g}].dataArray[{r}]")
                 if not isfinite(result):
                     raise StaError(f"CreateObservations[{g}].dataArray[{r}]: result is NaN or infinite")
-            elif not (kr is int and kind == "number") and kind != "any":
-                check_result(result, observation_type, f"CreateObservations[{g}].dataArray[{r}]")
+            else:
+                if not (kr is int and kind == "number") and kind != "any":
+                    check_result(result, observation_type, f"CreateObservations[{g}].dataArray[{r}]")
+                if kr is not int and kr is not bool and result is not None and not _no_nul(result):
+                    # PostgreSQL refuses a NUL in text and JSON: a 400 naming the row, not a failed COPY.
+                    raise StaError(f"CreateObservations[{g}].dataArray[{r}]: result contains a NUL character")
             end = None
             if t_at is None or row[t_at] is None:
                 moment = now
