@@ -23,11 +23,12 @@ Layout (docs/sensors.md, "Storage"):
 
 - SQLite: a batch is appended to `sensor_obs_journal` (its AUTOINCREMENT key is the observation id: appends in
   key order write a few pages per commit whatever the Datastreams) and the current values are upserted. A
-  compaction moves the journal, in chunks each in its own transaction, into `sensor_obs_merged` (a `WITHOUT
-  ROWID` table clustered by (datastream_id, phenomenon_time, id), so a Datastream's time range is one range
-  scan), upserts the hourly rollups from the same rows and widens the Datastreams' time extents. Times in these
-  tables are integer microseconds since the epoch, UTC: half the size of SQLAlchemy's text datetimes, and
-  compared and bucketed by hour with integer arithmetic. The view `sensor_observations_all` is both tables.
+  compaction moves the journal, in chunks each in its own transaction, into segments (sensors/store_sqlite.py): a
+  `WITHOUT ROWID` table clustered by (datastream_id, phenomenon_time, id), so a Datastream's time range is one
+  range scan, with its own hourly rollups, filled until it holds `sensor_compact_rows`; the same chunk widens the
+  Datastreams' time extents. Times in these tables are integer microseconds since the epoch, UTC: half the size of
+  SQLAlchemy's text datetimes, and compared and bucketed by hour with integer arithmetic. The view
+  `sensor_observations_all` is the journal and every segment.
 - PostgreSQL: `sensor_observations`, partitioned by month of phenomenon_time, primary key (datastream_id,
   phenomenon_time, id), ids from the sequence `sensor_observation_ids`; a batch is one binary COPY, then the
   current-value upsert and the hourly rollup upsert from arrays. A time outside every month partition lands in
@@ -72,7 +73,7 @@ RESULT_NULL, RESULT_FLOAT, RESULT_INT, RESULT_JSON = 0, 1, 2, 3
 
 # The store's tables (and PostgreSQL's month partitions): not ORM models, so Alembic's comparison skips them.
 STORE_TABLES = frozenset(
-    {"sensor_obs_journal", "sensor_obs_merged", "sensor_observations", "sensor_current_values", "sensor_hourly",
+    {"sensor_obs_journal", "sensor_obs_segments", "sensor_observations", "sensor_current_values", "sensor_hourly",
      "sensor_store_state", "sqlite_sequence"}
 )  # fmt: skip
 STORE_TABLE_PREFIXES = ("sensor_observations_", "sensor_obs_")
@@ -636,8 +637,9 @@ def delete_datastream_observations(session: Session, datastream_id: int) -> int:
 def purge_before(session: Session, *, cutoff: datetime, datastream_id: int | None = None) -> int:
     """Delete raw observations older than `cutoff` (of one Datastream, or all); rollups and current values stay.
 
-    On SQLite only merged rows go (the journal's rows are not rolled up yet: the next purge after a compaction
-    takes them); on PostgreSQL whole month partitions older than the cutoff are dropped, which costs nothing."""
+    On SQLite only rows in segments go (the journal's rows are not rolled up yet: the next purge after a compaction
+    takes them), and a segment wholly older than the cutoff loses its raw table at once; on PostgreSQL whole month
+    partitions older than the cutoff are dropped, which costs nothing."""
     limit = to_us(cutoff)
     connection = session.connection()
     if _dialect(session) == "sqlite":
