@@ -141,7 +141,14 @@ def test_current_value_is_the_newest_by_phenomenon_time_even_when_an_older_one_a
 
 @pytest.mark.parametrize(
     "bad, reason",
-    [(math.nan, "NaN"), (math.inf, "NaN or infinite"), (-math.inf, "infinite"), ({"x": math.nan}, "JSON")],
+    [
+        (math.nan, "NaN"),
+        (math.inf, "NaN or infinite"),
+        (-math.inf, "infinite"),
+        ({"x": math.nan}, "JSON"),
+        ("a\x00b", "NUL"),
+        ({"k": ["\x00"]}, "NUL"),
+    ],
 )
 def test_a_bad_batch_stores_nothing_and_names_the_row(engine, settings, session, bad, reason):
     a, b = make_datastreams(session)
@@ -367,3 +374,9 @@ def test_sqlite_segments_reads_and_retention_across_several(backend, engine, set
     left = store.list_observations(session, datastream_id=a, limit=10_000)
     assert len(left) == 700 and min(o.phenomenon_time for o in left) >= cutoff
     assert store.hourly(session, datastream_id=a, start=T0, end=T0 + timedelta(days=2)) == long
+
+
+def test_text_that_only_looks_like_a_nul_escape_is_stored(engine, settings, session):
+    (a,) = make_datastreams(session, 1)
+    (oid,) = add(engine, settings, [NewObservation(a, T0, "C:\\u0000\\folder")])
+    assert store.get_observation(session, oid).result == "C:\\u0000\\folder"

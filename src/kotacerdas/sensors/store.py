@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
@@ -174,6 +175,10 @@ def to_datetime(value: datetime | int | None) -> datetime | None:
     return value
 
 
+# A JSON escape of NUL: \u0000 after an even number of backslashes (an escaped backslash then "u0000" is text).
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def _split_result(index: int, result: Any) -> tuple[int, float | None, Any]:
     """(result_type, number, JSON value) of a result; refuses NaN and infinities anywhere in it."""
     kind = type(result)
@@ -188,9 +193,12 @@ def _split_result(index: int, result: Any) -> tuple[int, float | None, Any]:
     if result is None:
         return RESULT_NULL, None, None
     try:
-        json.dumps(result, allow_nan=False)
+        text = json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as error:
         raise StoreError(index, f"the result is not storable as JSON ({error})") from None
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        # PostgreSQL refuses a NUL character in text and JSON; refused on SQLite too, so both databases agree.
+        raise StoreError(index, "the result contains a NUL character")
     return RESULT_JSON, None, result
 
 
