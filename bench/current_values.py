@@ -62,7 +62,8 @@ def reads(engine: sa.Engine) -> dict[str, Any]:
 
         def all_current() -> None:
             values = store.current_values(session)
-            assert len(values) == len(datastreams)
+            # Every Datastream has one after 10M random rows; a quick run's 50,000 leave a few without.
+            assert len(values) > 0.9 * len(datastreams)
 
         def chart() -> None:
             rows = store.hourly(session, datastream_id=rng.choice(datastreams), start=START, end=end)
