@@ -31,6 +31,7 @@ from kotacerdas.db import Base, make_engine, make_sessionmaker
 from kotacerdas.i18n import gettext, reset_locale, set_locale
 from kotacerdas.migrate import upgrade_database
 from kotacerdas.problems import PROBLEM_MEDIA_TYPE
+from kotacerdas.sensors import store
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "musi-rawas"
@@ -102,8 +103,11 @@ class _Databases:
 
     def reset_postgres(self) -> None:
         engine = sa.create_engine(self.postgres_url)
-        tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
         with engine.begin() as connection:
+            # The ORM's tables and the observation store's, which are not ORM models (sensors/store.py).
+            names = {table.name for table in Base.metadata.sorted_tables}
+            names |= set(sa.inspect(connection).get_table_names()) & store.STORE_TABLES
+            tables = ", ".join(f'"{name}"' for name in sorted(names))
             connection.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
         engine.dispose()
 

@@ -78,17 +78,6 @@ def wait_for(check, *, timeout: float, what: str):
     pytest.fail(f"timed out waiting for {what}")
 
 
-@pytest.fixture(autouse=True)
-def _empty_store(backend: str, engine) -> None:
-    """The observation store's tables are not ORM tables, which the PostgreSQL reset between tests leaves alone."""
-    if backend != "postgres":
-        return
-    with engine.begin() as connection:
-        present = set(sa.inspect(connection).get_table_names()) & store.STORE_TABLES
-        if present:
-            connection.exec_driver_sql(f"TRUNCATE {', '.join(sorted(present))}")
-
-
 @pytest.fixture
 def ingest_settings(settings: Settings, broker: Broker) -> Settings:
     """The test's settings pointed at our broker, with a shared-subscription group of its own (persistent sessions

@@ -31,23 +31,6 @@ OM = "http://www.opengis.net/def/observationType/OGC-OM/2.0/"
 T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def _empty_store(backend, engine):
-    """The fixtures reset the ORM tables between PostgreSQL tests; the store's tables are emptied here."""
-
-    def empty() -> None:
-        if backend == "postgres":
-            with engine.begin() as connection:
-                connection.exec_driver_sql(
-                    "TRUNCATE sensor_observations, sensor_current_values, sensor_hourly, sensor_store_state"
-                )
-        store.forget_datastreams(engine)
-
-    empty()
-    yield
-    empty()
-
-
 @pytest.fixture
 def seeded(session, settings) -> None:
     regions.seed_builtin_regions(session, settings=settings)

@@ -18,22 +18,6 @@ T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
 MEASUREMENT = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
 
 
-@pytest.fixture(autouse=True)
-def _empty_store(backend, engine):
-    """The test fixtures reset the ORM tables between PostgreSQL tests; the store's tables are emptied here."""
-
-    def empty() -> None:
-        if backend == "postgres":
-            with engine.begin() as connection:
-                connection.exec_driver_sql(
-                    "TRUNCATE sensor_observations, sensor_current_values, sensor_hourly, sensor_store_state"
-                )
-
-    empty()
-    yield
-    empty()
-
-
 def make_datastreams(session, count: int = 2) -> list[int]:
     """A Thing with `count` Datastreams of water level; their ids."""
     thing = Thing(name="Pos duga air Musi")
