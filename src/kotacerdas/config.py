@@ -203,7 +203,7 @@ class Settings(BaseSettings):
     @classmethod
     def _region_code_shape(cls, value: str) -> str:
         parts = value.split(".")
-        if len(parts) != 2 or not all(p.isdigit() and len(p) == 2 for p in parts):
+        if len(parts) != 2 or not all(p.isdecimal() and len(p) == 2 for p in parts):
             raise ValueError("must be a kabupaten/kota code like 16.05")
         return value
 

@@ -113,7 +113,7 @@ def fetch_bytes(
                             errors=[{"field": "url", "reason": "http_status"}],
                         )
                     declared = response.headers.get("content-length", "")
-                    if declared.isdigit() and int(declared) > max_bytes:
+                    if declared.isdecimal() and int(declared) > max_bytes:
                         raise _too_large(max_bytes)
                     chunks: list[bytes] = []
                     size = 0

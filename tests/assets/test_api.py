@@ -132,6 +132,7 @@ BAD_BODIES = [
     ),  # fmt: skip
     pytest.param(bridge(attributes={"panjang_m": "panjang"}), "attributes.panjang_m", id="attribute-wrong-type"),
     pytest.param(bridge(type="kapal"), "type", id="unknown-type"),
+    pytest.param(bridge(type="\u00b21"), "type", id="superscript-digit-type"),
     pytest.param(bridge(agency_id=999_999), "agency_id", id="unknown-opd"),
     pytest.param(bridge(name=""), "name", id="empty-name"),
     pytest.param(bridge(colour="red"), "colour", id="unknown-field"),

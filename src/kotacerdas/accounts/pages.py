@@ -420,7 +420,7 @@ def audit_page(
     actor_id: Annotated[str, Query(max_length=12)] = "",
 ) -> HTMLResponse:
     """The audit log: who changed what, when, with the values before and after."""
-    actor = int(actor_id) if actor_id.strip().isdigit() and 1 <= int(actor_id) <= MAX_INT_ID else None
+    actor = int(actor_id) if actor_id.strip().isdecimal() and 1 <= int(actor_id) <= MAX_INT_ID else None
     filters = kept_filters(
         entity_type=entity_type.strip(),
         entity_id=entity_id.strip(),

@@ -52,7 +52,7 @@ TypeManager = Annotated[User, Depends(require(Permission.ASSETS_TYPES))]
 
 def _id_or_none(value: str | None) -> int | None:
     value = (value or "").strip()
-    return int(value) if value.isdigit() and 1 <= int(value) <= MAX_INT_ID else None
+    return int(value) if value.isdecimal() and 1 <= int(value) <= MAX_INT_ID else None
 
 
 def _type_label(kind: AssetType) -> str:
@@ -723,7 +723,7 @@ def update_type(
         "attribute_schema": attribute_schema, "active": active is not None,
     }  # fmt: skip
     try:
-        if not position.strip().lstrip("-").isdigit():
+        if not position.strip().lstrip("-").isdecimal():
             raise InvalidInput(
                 _("The position is a whole number from 0 to 10000."), errors=[{"field": "position", "reason": "format"}]
             )

@@ -491,7 +491,7 @@ class _Typer:
         key = str(type_value).strip().lower() if type_value is not None else ""
         if key not in self._properties:
             kind = None
-            if key.isdigit():
+            if key.isdecimal():
                 kind = self.cleaner.types_by_id.get(int(key))
             elif key:
                 kind = self.cleaner.types_by_code.get(key)

@@ -104,7 +104,7 @@ class AssetCleaner:
     def asset_type(self, value: str | int | None) -> AssetType:
         """The active asset type named by code or id; InvalidInput otherwise."""
         kind = None
-        if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        if isinstance(value, int) or (isinstance(value, str) and value.strip().isdecimal()):
             kind = self.types_by_id.get(int(value))
         elif isinstance(value, str):
             kind = self.types_by_code.get(value.strip().lower())
@@ -119,7 +119,7 @@ class AssetCleaner:
                 raise InvalidInput(_("Choose the owner OPD."), errors=[{"field": "agency", "reason": "required"}])
             return kind.agency_id
         found: int | None
-        if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        if isinstance(value, int) or (isinstance(value, str) and value.strip().isdecimal()):
             found = int(value) if int(value) in self.active_agency_ids else None
         else:
             found = self.agency_ids.get(value.strip().casefold())

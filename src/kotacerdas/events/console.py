@@ -95,7 +95,7 @@ class EventForm:
         impacts: dict[str, Any] = {}
         for key, value in self.impacts.items():
             if value:
-                if not value.isdigit():
+                if not value.isdecimal():
                     raise InvalidInput(
                         _("An impact figure is a whole number."),
                         errors=[{"field": f"impacts.{key}", "reason": "range"}],

@@ -120,7 +120,7 @@ async def event_stream(
 def _missed_since(last_event_id: str | None) -> datetime | None:
     """The time of the last change a reconnecting browser saw (its Last-Event-ID, the change's time in µs), or None
     when it has none, or it is not ours, or too old to catch up on."""
-    if not last_event_id or not last_event_id.isdigit() or len(last_event_id) > 18:
+    if not last_event_id or not last_event_id.isdecimal() or len(last_event_id) > 18:
         return None
     seen = live.EPOCH + timedelta(microseconds=int(last_event_id))
     return seen if seen >= datetime.now(UTC) - live.REPLAY_WINDOW else None

@@ -41,7 +41,7 @@ def verify_signature(
     secret: str, *, timestamp: str, body: bytes, signature: str, now: float, tolerance: int = TOLERANCE_SECONDS
 ) -> bool:
     """What a receiver does: the signature matches and the timestamp is recent (`now` in Unix seconds)."""
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > tolerance:
+    if not timestamp.isdecimal() or abs(now - int(timestamp)) > tolerance:
         return False
     return hmac.compare_digest(sign(secret, timestamp=timestamp, body=body), signature)
 

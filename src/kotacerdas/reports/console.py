@@ -75,7 +75,7 @@ FiguresReader = Annotated[User, Depends(require(Permission.REPORTS_FIGURES))]
 
 def _id_or_none(value: str | None) -> int | None:
     value = (value or "").strip()
-    return int(value) if value.isdigit() and 1 <= int(value) <= MAX_INT_ID else None
+    return int(value) if value.isdecimal() and 1 <= int(value) <= MAX_INT_ID else None
 
 
 def _agency_names(session: Session) -> dict[int, str]:
@@ -289,7 +289,7 @@ def bulk_triage(
         session.rollback()
         return _render_inbox(
             request, session, settings, user=user, page=page, values=values, error=exc,
-            selected={int(value) for value in report_ids if value.isdigit()},
+            selected={int(value) for value in report_ids if value.isdecimal()},
             bulk={"action": action, "agency_id": agency_id},
         )  # fmt: skip
     filters = {key: value for key, value in values.items() if key in (*INBOX_FILTER_KEYS, "page")}

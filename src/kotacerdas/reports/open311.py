@@ -557,7 +557,7 @@ async def _read_form(request: Request) -> Form | _FormProblem:
         pairs = [(key, value) for key, value in form.multi_items() if isinstance(value, str)]
     elif content_type in ("application/x-www-form-urlencoded", ""):
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        if declared.isdecimal() and int(declared) > MAX_FORM_BYTES:
             return _FormProblem("too_large")
         body = bytearray()
         async for chunk in request.stream():

@@ -190,7 +190,7 @@ def _asset_id(text: str) -> int | None:
     """The asset chosen on the form: None for none; InvalidInput for a value that is not an id."""
     if not text:
         return None
-    if not text.isdigit() or not 1 <= int(text) <= MAX_INT_ID:
+    if not text.isdecimal() or not 1 <= int(text) <= MAX_INT_ID:
         raise InvalidInput(
             _("There is no active asset with that id."), errors=[{"field": "asset_id", "reason": "unknown"}]
         )
@@ -213,7 +213,7 @@ def _asset_choice(session: Session, text: str) -> AssetChoice | None:
     # Imported on use: the assets domain builds on this one (its service imports the reports service).
     from kotacerdas.assets import service as assets
 
-    if not text.isdigit() or not 1 <= int(text) <= MAX_INT_ID:
+    if not text.isdecimal() or not 1 <= int(text) <= MAX_INT_ID:
         return None
     try:
         asset = assets.get_active_asset(session, asset_id=int(text))
@@ -652,7 +652,7 @@ def rate(
     comment: Annotated[str, Form(max_length=5000)] = "",
 ) -> Response:
     """The reporter rates the handling of a resolved report, 1 to 5 stars, with an optional comment."""
-    stars = int(rating) if rating.strip().isdigit() and len(rating.strip()) <= 2 else 0
+    stars = int(rating) if rating.strip().isdecimal() and len(rating.strip()) <= 2 else 0
     try:
         report = service.rate_report(session, settings=settings, code=code, pin=pin, rating=stars, comment=comment)
     except NotFound:

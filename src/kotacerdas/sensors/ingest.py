@@ -113,7 +113,7 @@ def load_directory(session: Session) -> Directory:
             continue
         device.datastreams[str(datastream_id)] = datastream_id
         short_name = (properties or {}).get("short_name")
-        if isinstance(short_name, str) and short_name and not short_name.isdigit():
+        if isinstance(short_name, str) and short_name and not short_name.isdecimal():
             device.datastreams.setdefault(short_name, datastream_id)
     directory.devices = {keys[thing_id]: device for thing_id, device in devices.items()}
     return directory

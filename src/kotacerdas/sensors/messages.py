@@ -227,7 +227,7 @@ def _parse_compact(key_id: str, payload: bytes, *, directory: Directory, receive
 
 
 def _not_this_device(name: str, directory: Directory, thing_id: int) -> Refused:
-    if name.isdigit() and int(name) in directory.datastreams:
+    if name.isdecimal() and int(name) in directory.datastreams:
         owner = directory.datastreams[int(name)].thing_id
         return Refused("not_owner", f"r.{name}: Datastream {name} belongs to Thing {owner}, not to Thing {thing_id}")
     return Refused("unknown_datastream", f"r.{name}: the device has no Datastream with this id or short name")

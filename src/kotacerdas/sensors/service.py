@@ -846,7 +846,7 @@ def _link_id(value: Any, entity: str) -> int | None:
     if "@iot.id" not in value:
         return None
     raw = value["@iot.id"]
-    if isinstance(raw, str) and raw.isdigit():
+    if isinstance(raw, str) and raw.isdecimal():
         raw = int(raw)
     if type(raw) is not int or not 1 <= raw < 2**63:
         raise StaError(f"{entity}: @iot.id must be a positive integer")

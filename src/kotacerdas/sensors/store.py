@@ -239,7 +239,7 @@ def _known_datastreams(session: Session, wanted: Iterable[int]) -> dict[int, str
     known = _DATASTREAMS.get(engine)
     if known is None or any(datastream_id not in known for datastream_id in wanted):
         rows = session.connection().execute(sa.select(Datastream.id, Datastream.observation_type))
-        known = dict(rows.tuples().all())
+        known = {row[0]: row[1] for row in rows}
         with _DATASTREAMS_LOCK:
             _DATASTREAMS[engine] = known
     return known

@@ -54,7 +54,7 @@ class BodyLimitedRoute(APIRoute):
             if declared is not None:
                 # The server delivers no more than the declared length, so a declared size within the limit is
                 # all the checking needed.
-                if declared.strip().isdigit() and int(declared) > limit:
+                if declared.strip().isdecimal() and int(declared) > limit:
                     raise _too_large(limit)
                 return await handler(request)
             if "chunked" not in request.headers.get("transfer-encoding", "").lower():

@@ -18,7 +18,7 @@ def chosen_agency_id(value: str, *, field: str, max_id: int) -> int | None:
     value = value.strip()
     if not value:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= max_id:
+    if not value.isdecimal() or not 1 <= int(value) <= max_id:
         raise InvalidInput(_("Choose an OPD from the list."), errors=[{"field": field, "reason": "format"}])
     return int(value)
 
