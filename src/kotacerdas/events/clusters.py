@@ -9,8 +9,8 @@ report not yet in a cluster takes every free report within the radius, and becom
 least the minimum. A report near an open suggestion joins it instead of starting a second one, and reports an operator
 dismissed do not come back as a suggestion unless enough new ones join them.
 
-Reports are read as plain rows of their tables, as the events service checks linked reports: only their ids,
-positions, regions, times and category, never the reporters' details.
+Reports are read through the reports service as plain rows: only their ids, positions, regions, times and category,
+never the reporters' details.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from kotacerdas.accounts.models import User
 from kotacerdas.accounts.service import Actor, record_change, snapshot
 from kotacerdas.config import Settings
-from kotacerdas.db import MAX_INT_ID, UTCDateTime, utcnow
+from kotacerdas.db import MAX_INT_ID, utcnow
 from kotacerdas.enums import LabelledEnum
 from kotacerdas.errors import Conflict, NotFound, PermissionDenied
 from kotacerdas.events import service as events
@@ -36,7 +36,7 @@ from kotacerdas.events.enums import EventSource, LinkKind
 from kotacerdas.events.models import Event, EventLink, EventSuggestion
 from kotacerdas.i18n import _
 from kotacerdas.regions import service as regions
-from kotacerdas.reports.enums import OPEN_STATUSES
+from kotacerdas.reports import service as reports
 
 # The newest open reports one run looks at: far more than a flood brings within hours, and a bound on a bad day.
 CANDIDATES_MAX = 2000
@@ -48,29 +48,6 @@ class SuggestionStatus(LabelledEnum):
     OPEN = ("open", "Menunggu keputusan", "Waiting for a decision", "#ef6c00")
     ACCEPTED = ("accepted", "Diterima", "Accepted", "#2e7d32")
     DISMISSED = ("dismissed", "Diabaikan", "Dismissed", "#78909c")
-
-
-_reports = sa.table(
-    "reports",
-    sa.column("id", sa.Integer),
-    sa.column("tracking_code", sa.String),
-    sa.column("category_id", sa.Integer),
-    sa.column("status", sa.String),
-    sa.column("lat", sa.Float),
-    sa.column("lon", sa.Float),
-    sa.column("desa_code", sa.String),
-    sa.column("kecamatan_code", sa.String),
-    sa.column("hidden", sa.Boolean),
-    sa.column("created_at", UTCDateTime()),
-)
-_categories = sa.table(
-    "report_categories",
-    sa.column("id", sa.Integer),
-    sa.column("code", sa.String),
-    sa.column("name_id", sa.String),
-    sa.column("name_en", sa.String),
-    sa.column("group", sa.String),
-)
 
 
 @dataclass(frozen=True)
@@ -100,29 +77,11 @@ class ClusterRun:
 def _candidates(session: Session, *, settings: Settings, now: datetime) -> list[ReportPoint]:
     since = now - timedelta(hours=settings.event_cluster_hours)
     linked = sa.select(EventLink.target_id).where(EventLink.kind == LinkKind.REPORT.value)
-    statement = (
-        sa.select(
-            _reports.c.id,
-            _reports.c.lat,
-            _reports.c.lon,
-            _reports.c.desa_code,
-            _reports.c.kecamatan_code,
-            _reports.c.created_at,
-            _categories.c.code,
-        )  # fmt: skip
-        .join(_categories, _categories.c.id == _reports.c.category_id)
-        .where(
-            _categories.c.group.in_(list(settings.event_cluster_report_groups)),
-            _reports.c.status.in_([status.value for status in OPEN_STATUSES]),
-            _reports.c.created_at >= since,
-            _reports.c.created_at <= now,
-            _reports.c.hidden.is_(False),
-            _reports.c.id.not_in(linked),
-        )
-        .order_by(_reports.c.created_at.desc(), _reports.c.id.desc())
-        .limit(CANDIDATES_MAX)
-    )
-    points = [ReportPoint(*row) for row in session.execute(statement)]
+    rows = reports.list_open_report_points(
+        session, groups=list(settings.event_cluster_report_groups), since=since, until=now, excluded_ids=linked,
+        limit=CANDIDATES_MAX,
+    )  # fmt: skip
+    points = [ReportPoint(*row) for row in rows]
     points.sort(key=lambda point: (point.created_at, point.id))
     return points
 
@@ -319,20 +278,7 @@ def suggestion_reports(session: Session, *, suggestions: list[EventSuggestion]) 
     wanted = {report_id for suggestion in suggestions for report_id in suggestion.report_ids or []}
     rows: dict[int, SuggestedReport] = {}
     if wanted:
-        statement = (
-            sa.select(
-                _reports.c.id,
-                _reports.c.tracking_code,
-                _reports.c.status,
-                _categories.c.name_id,
-                _categories.c.name_en,
-                _reports.c.desa_code,
-                _reports.c.created_at,
-            )  # fmt: skip
-            .join(_categories, _categories.c.id == _reports.c.category_id)
-            .where(_reports.c.id.in_(sorted(wanted)))
-        )
-        rows = {row.id: SuggestedReport(*row) for row in session.execute(statement)}
+        rows = {row.id: SuggestedReport(*row) for row in reports.report_summaries(session, report_ids=sorted(wanted))}
     return {
         suggestion.id: sorted(
             (rows[report_id] for report_id in suggestion.report_ids or [] if report_id in rows),

@@ -1833,3 +1833,60 @@ def count_public_reports(session: Session, *, settings: Settings, now: datetime 
         ).where(Report.confidential.is_(False), Report.hidden.is_(False), sa.or_(is_open, resolved))
     ).one()
     return PublicReportCounts(open=int(row[0]), resolved_this_month=int(row[1]))
+
+
+def list_open_report_points(
+    session: Session,
+    *,
+    groups: list[str],
+    since: datetime,
+    until: datetime,
+    excluded_ids: sa.Select | None = None,
+    limit: int,
+) -> list[sa.Row]:
+    """The newest open, visible reports of the category groups made in [since, until], as (id, lat, lon, desa_code,
+    kecamatan_code, created_at, category code) rows: positions and places only, never the reporter's details."""
+    statement = (
+        sa.select(
+            Report.id,
+            Report.lat,
+            Report.lon,
+            Report.desa_code,
+            Report.kecamatan_code,
+            Report.created_at,
+            ReportCategory.code,
+        )  # fmt: skip
+        .join(ReportCategory, ReportCategory.id == Report.category_id)
+        .where(
+            ReportCategory.group.in_(groups),
+            Report.status.in_([status.value for status in OPEN_STATUSES]),
+            Report.created_at >= since,
+            Report.created_at <= until,
+            Report.hidden.is_(False),
+        )
+        .order_by(Report.created_at.desc(), Report.id.desc())
+        .limit(limit)
+    )
+    if excluded_ids is not None:
+        statement = statement.where(Report.id.not_in(excluded_ids))
+    return list(session.execute(statement))
+
+
+def report_summaries(session: Session, *, report_ids: list[int]) -> list[sa.Row]:
+    """(id, tracking_code, status, category name_id, name_en, desa_code, created_at) of the given reports."""
+    if not report_ids:
+        return []
+    statement = (
+        sa.select(
+            Report.id,
+            Report.tracking_code,
+            Report.status,
+            ReportCategory.name_id,
+            ReportCategory.name_en,
+            Report.desa_code,
+            Report.created_at,
+        )  # fmt: skip
+        .join(ReportCategory, ReportCategory.id == Report.category_id)
+        .where(Report.id.in_(sorted(report_ids)))
+    )
+    return list(session.execute(statement))
