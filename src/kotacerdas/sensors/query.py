@@ -103,7 +103,8 @@ class Node:
 
     @property
     def depth(self) -> int:
-        return 1
+        """How deeply the node nests (a leaf is 1; an operator or call records its own when parsed)."""
+        return getattr(self, "nesting", 1)
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,6 @@ class Call(Node):
     args: tuple[Node, ...]
     nesting: int = 1
 
-    @property
-    def depth(self) -> int:
-        return self.nesting
-
 
 @dataclass(frozen=True)
 class Binary(Node):
@@ -142,10 +139,6 @@ class Binary(Node):
     right: Node
     nesting: int = 1
 
-    @property
-    def depth(self) -> int:
-        return self.nesting
-
 
 @dataclass(frozen=True)
 class BoolOp(Node):
@@ -155,29 +148,17 @@ class BoolOp(Node):
     items: tuple[Node, ...]
     nesting: int = 1
 
-    @property
-    def depth(self) -> int:
-        return self.nesting
-
 
 @dataclass(frozen=True)
 class Not(Node):
     operand: Node
     nesting: int = 1
 
-    @property
-    def depth(self) -> int:
-        return self.nesting
-
 
 @dataclass(frozen=True)
 class Negate(Node):
     operand: Node
     nesting: int = 1
-
-    @property
-    def depth(self) -> int:
-        return self.nesting
 
 
 @dataclass(frozen=True)
