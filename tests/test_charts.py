@@ -252,3 +252,23 @@ def test_chart_ids_differ_for_different_charts_and_can_be_set():
     second = parse(charts.bar_chart([("a", 2)], title="t"))
     assert first.get("id") != second.get("id")
     assert parse(charts.bar_chart([("a", 1)], title="t", chart_id="villages")).get("id") == "villages"
+
+
+def test_line_chart_draws_reference_lines_inside_the_axis_and_can_leave_out_markers():
+    svg = charts.line_chart(
+        {"Tinggi": [100, 120, 110, 130]},
+        labels=["a", "b", "c", "d"],
+        title="t",
+        unit="cm",
+        references=[("Siaga", 300, "#ef6c00")],
+        markers=False,
+    )
+    root = parse(svg)
+    line = root.find(f".//{SVG}g[@class='references']/{SVG}line")
+    assert line.get("data-value") == "300.0" and line.get("stroke") == "#ef6c00"
+    # The threshold is above every value, and still inside the plot: the axis grows to it.
+    series_ys = [float(y) for y in re.findall(r"[ML][\d.]+ ([\d.]+)", root.find(f".//{SVG}path").get("d"))]
+    assert 0 < float(line.get("y1")) < min(series_ys)
+    assert "Siaga 300 cm" in texts(root)
+    # Without markers only the last point keeps its circle (and its value label).
+    assert [circle.get("data-value") for circle in root.iter(f"{SVG}circle")] == ["130.0"]

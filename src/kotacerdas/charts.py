@@ -357,11 +357,15 @@ def line_chart(
     empty_text: str | None = None,
     chart_id: str | None = None,
     show_title: bool = False,
+    references: Sequence[tuple[str, Number, str]] = (),
+    markers: bool = True,
 ) -> str:
     """A line chart of one or more series over the categories `labels` (e.g. months); None leaves a gap.
 
     Each point carries a tooltip; the last point of every series is labelled with its value, and every
-    point is when there is a single short series.
+    point is when there is a single short series. `references` are (label, value, colour) drawn as dashed
+    horizontal lines (thresholds), always inside the value axis; `markers=False` draws the lines without a circle
+    per point, for long series whose SVG would otherwise grow by a circle and a tooltip per point.
     """
     named = list(series.items() if isinstance(series, Mapping) else series)
     labels = [str(label) for label in labels]
@@ -387,8 +391,10 @@ def line_chart(
             )
             for name, row in cleaned
         )
-    integer = all(value.is_integer() for value in present)
-    ticks = nice_ticks(min(0.0, *present), max(0.0, *present), max_ticks=6, integer=integer)
+    lines = [(str(name), float(value), colour) for name, value, colour in references if math.isfinite(float(value))]
+    span = present + [value for _name, value, _colour in lines]
+    integer = all(value.is_integer() for value in span)
+    ticks = nice_ticks(min(0.0, *span), max(0.0, *span), max_ticks=6, integer=integer)
     low, high = ticks[0], ticks[-1]
     tick_texts = [fmt(tick) for tick in ticks]
     parts = _open("line", chart_id, width, height, title, description, show_title)
@@ -432,7 +438,20 @@ def line_chart(
             f'fill="{TEXT_COLOUR}">{_esc(labels[index])}</text>'
         )
     parts.append("</g>")
-    label_all = len(cleaned) == 1 and len(labels) <= 12
+    if lines:
+        parts.append('<g class="references">')
+        for name, value, colour in lines:
+            y = y_of(value)
+            parts.append(
+                f'<line x1="{_n(left)}" y1="{_n(y)}" x2="{_n(width - right)}" y2="{_n(y)}" stroke="{_esc(colour)}" '
+                f'stroke-width="1.5" stroke-dasharray="6 4" data-value="{_esc(repr(value))}"/>'
+            )
+            parts.append(
+                f'<text x="{_n(left + 4)}" y="{_n(y - 4)}" fill="{TEXT_COLOUR}">'
+                f"{_esc(name)} {_esc(fmt(value) + suffix)}</text>"
+            )
+        parts.append("</g>")
+    label_all = markers and len(cleaned) == 1 and len(labels) <= 12
     for series_index, (name, row) in enumerate(cleaned):
         colour = _esc(colours[series_index % len(colours)])
         commands, pen_down = [], False
@@ -449,7 +468,7 @@ def line_chart(
         )
         last = max((index for index, value in enumerate(row) if value is not None), default=-1)
         for index, value in enumerate(row):
-            if value is None:
+            if value is None or (not markers and index != last):
                 continue
             cx, cy = x_of(index), y_of(value)
             text = fmt(value) + suffix
