@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -285,3 +288,55 @@ def running_server(app: FastAPI, *, name: str = "live-uvicorn", timeout: float =
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver: what it got, and the status it answers with."""
+
+    url: str
+    requests: list[dict] = field(default_factory=list)
+    status: int = 200
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP server on loopback that records each POST (headers, raw body) and answers `receiver.status`."""
+    port = free_port()
+    state = Receiver(url=f"http://127.0.0.1:{port}/hook")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            state.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+            self.send_response(state.status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps({"ok": state.status < 300}).encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def users_by_name(session, make_user, roles: dict[str, tuple[str, str | None]]):
+    """A function giving a staff user by name, made on first use: `roles` maps a name to (role, OPD short name or
+    None); the username is the name with dots for underscores."""
+    from kotacerdas.agencies import service as agencies
+
+    made: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in made:
+            role, agency = roles[name]
+            agency_id = agencies.get_agency_by_short_name(session, short_name=agency).id if agency else None
+            made[name] = make_user(name.replace("_", "."), role, agency_id)
+        return made[name]
+
+    return get

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import TEST_ACTOR
+from conftest import TEST_ACTOR, users_by_name
 from kotacerdas.accounts.models import User
 from kotacerdas.agencies import service as agencies
 from kotacerdas.events import service
@@ -38,16 +38,7 @@ def staff(seeded, session, make_user) -> Callable[[str], User]:
         "pimpinan": ("pimpinan", None),
         "pupr_staff": ("opd_staff", "Dinas PUPR"),
     }
-    made: dict[str, User] = {}
-
-    def get(name: str) -> User:
-        if name not in made:
-            role, agency = roles[name]
-            agency_id = agencies.get_agency_by_short_name(session, short_name=agency).id if agency else None
-            made[name] = make_user(name.replace("_", "."), role, agency_id)
-        return made[name]
-
-    return get
+    return users_by_name(session, make_user, roles)
 
 
 @pytest.fixture

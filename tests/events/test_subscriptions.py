@@ -23,7 +23,7 @@ from kotacerdas.events.models import EventSubscription
 from kotacerdas.notifications import service as notifications
 from kotacerdas.notifications import webhooks
 from kotacerdas.notifications.models import OutboxMessage
-from notifications.conftest import MailServer, Receiver
+from notifications.conftest import MailServer
 
 from .helpers import DESA, KECAMATAN, OTHER_KECAMATAN, act, activity, flood
 
@@ -66,33 +66,6 @@ def deliver(engine, mail_settings):
     """Run the outbox once, as the worker does; what it did."""
     factory = make_sessionmaker(engine)
     return lambda: notifications.deliver_due(factory, settings=mail_settings)
-
-
-@pytest.fixture
-def receiver():
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from threading import Thread
-
-    from conftest import free_port
-
-    port = free_port()
-    state = Receiver(url=f"http://127.0.0.1:{port}/hook")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            state.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-            self.send_response(state.status)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    Thread(target=server.serve_forever, daemon=True).start()
-    yield state
-    server.shutdown()
-    server.server_close()
 
 
 def notices(session) -> list[OutboxMessage]:

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import email
-import json
-import threading
-from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default as default_policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -74,38 +70,3 @@ def mail_settings(settings, smtp_port):
 @pytest.fixture
 def session_factory(engine):
     return make_sessionmaker(engine)
-
-
-@dataclass
-class Receiver:
-    """A webhook receiver: what it got, and the status it answers with."""
-
-    url: str
-    requests: list[dict] = field(default_factory=list)
-    status: int = 200
-
-
-@pytest.fixture
-def receiver():
-    """A real HTTP server on loopback that records each POST (headers, raw body) and answers `receiver.status`."""
-    port = free_port()
-    state = Receiver(url=f"http://127.0.0.1:{port}/hook")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            state.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-            self.send_response(state.status)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(json.dumps({"ok": state.status < 300}).encode())
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from conftest import TEST_ACTOR, assert_problem, bearer, new_api_token, row_count, running_server, stored
+from conftest import TEST_ACTOR, assert_problem, bearer, new_api_token, row_count, running_server, stored, users_by_name
 from kotacerdas.accounts.models import AuditEntry, User
 from kotacerdas.agencies import service as agencies
 from kotacerdas.regions import service as regions
@@ -47,16 +47,7 @@ def staff(seeded, session, make_user) -> Callable[[str], User]:
         "pupr_staff": ("opd_staff", "Dinas PUPR"),
         "dlh_staff": ("opd_staff", "DLH"),
     }
-    made: dict[str, User] = {}
-
-    def get(name: str) -> User:
-        if name not in made:
-            role, agency = roles[name]
-            agency_id = agencies.get_agency_by_short_name(session, short_name=agency).id if agency else None
-            made[name] = make_user(name.replace("_", "."), role, agency_id)
-        return made[name]
-
-    return get
+    return users_by_name(session, make_user, roles)
 
 
 @pytest.fixture
