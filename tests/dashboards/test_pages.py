@@ -201,7 +201,8 @@ def test_console_greets_an_admin_and_shows_every_menu_item(client, session, sett
     assert "Admin (Diskominfo)" in html
     hrefs = {attrs["href"] for attrs in elements(html, "a")}
     assert {"/konsol/opd", "/konsol/pengguna", "/konsol/token", "/konsol/audit"} <= hrefs
-    for later in ("Laporan", "Aset", "Peristiwa", "Sensor", "Rencana Induk"):
+    assert {"/konsol/sensor", "/konsol/sensor/aturan"} <= hrefs
+    for later in ("Laporan", "Aset", "Peristiwa", "Perangkat sensor", "Rencana Induk"):
         assert later in html
     # The header knows who is logged in: Konsol, and Keluar as a form with the CSRF token.
     assert elements(html, "a", href="/konsol", **{"aria-current": "page"})

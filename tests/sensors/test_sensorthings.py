@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import os
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,10 +17,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from conftest import TEST_ACTOR, assert_problem, bearer, new_api_token, row_count, running_server, stored, users_by_name
-from kotacerdas.accounts.models import AuditEntry, User
-from kotacerdas.agencies import service as agencies
-from kotacerdas.regions import service as regions
+from conftest import assert_problem, bearer, new_api_token, row_count, running_server, stored
+from kotacerdas.accounts.models import AuditEntry
 from kotacerdas.sensors import store
 from kotacerdas.sensors.models import Datastream, FeatureOfInterest, HistoricalLocation, Location, Sensor, Thing
 
@@ -29,38 +26,6 @@ ROOT = "/sensorthings/v1.1"
 INSIDE = (-3.06, 102.93)  # Muara Beliti area, inside Musi Rawas
 OM = "http://www.opengis.net/def/observationType/OGC-OM/2.0/"
 T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def seeded(session, settings) -> None:
-    regions.seed_builtin_regions(session, settings=settings)
-    agencies.seed_default_agencies(session, settings=settings, actor=TEST_ACTOR)
-    session.commit()
-
-
-@pytest.fixture
-def staff(seeded, session, make_user) -> Callable[[str], User]:
-    """Users by name: admin, pimpinan, pupr_staff, dlh_staff."""
-    roles = {
-        "admin": ("admin", None),
-        "pimpinan": ("pimpinan", None),
-        "pupr_staff": ("opd_staff", "Dinas PUPR"),
-        "dlh_staff": ("opd_staff", "DLH"),
-    }
-    return users_by_name(session, make_user, roles)
-
-
-@pytest.fixture
-def tokens(staff, session) -> Callable[[str], dict[str, str]]:
-    """Bearer headers by user name."""
-    cache: dict[str, dict[str, str]] = {}
-
-    def get(name: str) -> dict[str, str]:
-        if name not in cache:
-            cache[name] = bearer(new_api_token(session, staff(name)))
-        return cache[name]
-
-    return get
 
 
 def point(lat: float = INSIDE[0], lon: float = INSIDE[1]) -> dict[str, Any]:

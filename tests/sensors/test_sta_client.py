@@ -12,7 +12,7 @@ import requests
 
 from conftest import new_api_token, running_server
 
-from .test_sensorthings import OM, observations, seeded, staff  # noqa: F401 (fixtures)
+from .test_sensorthings import OM, observations
 
 ROOT = "/sensorthings/v1.1"
 

@@ -143,6 +143,26 @@ def _assets_menu(user: User) -> list[MenuItem]:
     return [item for allowed, item in entries if allowed]
 
 
+def _sensors_menu(user: User) -> list[MenuItem]:
+    """The connected-devices entries of the console menu: the OPD's devices and their keys, the warning rules."""
+    entries = [
+        (
+            accounts.user_can(user, Permission.SENSORS_MANAGE),
+            MenuItem("sensor", _("Sensor devices"), _("Devices, their health and their keys."), "/konsol/sensor"),
+        ),
+        (
+            accounts.user_can(user, Permission.SENSORS_RULES),
+            MenuItem(
+                "aturan-sensor",
+                _("Sensor warning rules"),
+                _("Thresholds that raise flood and other warnings by themselves."),
+                "/konsol/sensor/aturan",
+            ),
+        ),
+    ]
+    return [item for allowed, item in entries if allowed]
+
+
 def console_menu(user: User | None) -> list[MenuItem]:
     """The console menu for `user`: what their role may open, then the capabilities still to come."""
     if user is None:
@@ -181,8 +201,8 @@ def console_menu(user: User | None) -> list[MenuItem]:
             )
         )
     items += [item for permission, item in available if accounts.user_can(user, permission)]
+    items += _sensors_menu(user)
     items += [
-        MenuItem("sensor", _("Sensors"), _("Devices and their live readings."), None),
         MenuItem("rencana", _("Master plan"), _("Smart city master plan programmes and monitoring."), None),
     ]
     return items

@@ -10,11 +10,18 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from kotacerdas.accounts.enums import Role
+from kotacerdas.accounts.models import User
+from kotacerdas.accounts.service import Actor, record_change
+from kotacerdas.config import Settings
 from kotacerdas.db import utcnow
+from kotacerdas.errors import NotFound, PermissionDenied
+from kotacerdas.i18n import _
 from kotacerdas.sensors.models import Datastream, Thing
 
 # The account of the ingest workers in the broker's ACL (docs/mqtt.md); devices never get this name.
@@ -49,6 +56,115 @@ def issue_device_key(session: Session, *, thing_id: int) -> IssuedKey:
     )
     if updated.rowcount != 1:
         raise LookupError(f"no Thing {thing_id}")
+    return key
+
+
+def is_offline(last_seen_at: datetime | None, offline_after_minutes: int | None, *, settings: Settings,
+               now: datetime) -> bool:  # fmt: skip
+    """Whether a device is offline by `now`: never heard from, or silent for longer than its own limit (the Thing's
+    `offline_after_minutes`) or the setting's default."""
+    limit = timedelta(minutes=offline_after_minutes or settings.sensor_offline_after_minutes)
+    return last_seen_at is None or now - last_seen_at > limit
+
+
+@dataclass(frozen=True)
+class Device:
+    """A Thing as the device console lists it: its owner, place, health and key id (never the key)."""
+
+    id: int
+    name: str
+    agency_id: int | None
+    agency_name: str | None
+    desa_code: str | None
+    kecamatan_code: str | None
+    device_key_id: str | None
+    last_seen_at: datetime | None
+    battery_percent: float | None
+    signal_dbm: float | None
+    offline: bool
+    datastreams: int
+
+
+def list_devices(session: Session, *, settings: Settings, by: User, now: datetime | None = None) -> list[Device]:
+    """The Things `by` manages (an admin every OPD's, OPD staff their own OPD's), by name, with their health."""
+    from kotacerdas.agencies import service as agencies
+    from kotacerdas.sensors.service import can_manage_agency
+
+    if not can_manage_agency(by, by.agency_id):
+        raise PermissionDenied(_("Managing devices needs the sensors.manage permission."))
+    now = now or utcnow()
+    counts = sa.select(Datastream.thing_id, sa.func.count().label("n")).group_by(Datastream.thing_id).subquery("counts")
+    statement = (
+        sa.select(
+            Thing.id,
+            Thing.name,
+            Thing.agency_id,
+            Thing.desa_code,
+            Thing.kecamatan_code,
+            Thing.device_key_id,
+            Thing.last_seen_at,
+            Thing.battery_percent,
+            Thing.signal_dbm,
+            Thing.offline_after_minutes,
+            sa.func.coalesce(counts.c.n, 0),
+        )  # fmt: skip
+        .outerjoin(counts, counts.c.thing_id == Thing.id)
+        .order_by(Thing.name, Thing.id)
+    )
+    if by.role != Role.ADMIN.value:
+        statement = statement.where(Thing.agency_id == by.agency_id)
+    names = agencies.agency_names(session)
+    devices = []
+    for row in session.execute(statement):
+        (thing_id, name, agency_id, desa, kecamatan, key_id, seen, battery, signal, minutes, count) = row
+        devices.append(
+            Device(
+                thing_id,
+                name,
+                agency_id,
+                names.get(agency_id),
+                desa,
+                kecamatan,
+                key_id,
+                seen,
+                battery,
+                signal,
+                is_offline(seen, minutes, settings=settings, now=now),
+                int(count),
+            )  # fmt: skip
+        )
+    return devices
+
+
+def get_device(session: Session, *, settings: Settings, thing_id: int, by: User) -> Device:
+    """One Thing of the device console, if `by` manages it."""
+    thing = session.get(Thing, thing_id)
+    if thing is None:
+        raise NotFound(_("No such device."))
+    _require_device_manager(by, thing)
+    return next(device for device in list_devices(session, settings=settings, by=by) if device.id == thing_id)
+
+
+def _require_device_manager(by: User, thing: Thing) -> None:
+    from kotacerdas.sensors.service import can_manage_agency
+
+    if not can_manage_agency(by, thing.agency_id):
+        raise PermissionDenied(_("Only staff of the OPD that owns this device may manage it."))
+
+
+def renew_device_key(session: Session, *, thing_id: int, by: User, actor: Actor) -> IssuedKey:
+    """Issue a new key for a Thing that `by` manages (the old key stops working at once), audited with the key id
+    only; the secret is in the answer this once and nowhere else."""
+    thing = session.get(Thing, thing_id)
+    if thing is None:
+        raise NotFound(_("No such device."))
+    _require_device_manager(by, thing)
+    before = {"device_key_id": thing.device_key_id}
+    key = issue_device_key(session, thing_id=thing_id)
+    record_change(
+        session, actor=actor, action="sensor.device_key.issue", entity_type="sensor_thing", entity_id=thing_id,
+        before=before, after={"device_key_id": key.key_id},
+    )  # fmt: skip
     return key
 
 
