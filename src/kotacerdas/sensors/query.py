@@ -1520,7 +1520,11 @@ class _Compiler:
             if name == "fractionalseconds":
                 return _Val("number", sql=seconds - sa.func.floor(seconds), computed=True)
             return _Val("number", sql=sa.cast(sa.extract(name, utc), sa.Integer), integer=True, computed=True)
-        # SQLite: datetimes are text 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (kotacerdas.db.UTCDateTime)
+        # SQLite: datetimes are text 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (kotacerdas.db.UTCDateTime), except the
+        # observation store's, integer microseconds since the epoch (a type with `epoch_microseconds`): those are
+        # turned into the same text first (to the millisecond, as SQLite's %f gives).
+        if getattr(x.type, "epoch_microseconds", False):
+            x = sa.func.strftime("%Y-%m-%d %H:%M:%f", sa.type_coerce(x, sa.BigInteger()) / 1_000_000.0, "unixepoch")
         if name == "date":
             return _Val("date", sql=sa.func.date(x, type_=sa.Date()), computed=True)
         if name == "time":

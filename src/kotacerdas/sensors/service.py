@@ -108,6 +108,8 @@ class MicrosTime(sa.TypeDecorator):
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
+    # The query compiler reads this to apply SQLite's date functions to the integers (sensors/query.py).
+    epoch_microseconds = True
 
     def load_dialect_impl(self, dialect: Any) -> Any:
         return dialect.type_descriptor(sa.BigInteger())
@@ -372,44 +374,6 @@ def nav_condition(entity_set: EntitySet, nav_name: str, parent_id: int, dialect:
     return target.c.id.in_(sa.select(link.c[theirs]).where(link.c[mine] == parent_id))
 
 
-_DATE_FUNCTIONS = frozenset(q._DATE_FUNCTION_ARGUMENTS["datetime"])
-_OBSERVATION_TIMES = frozenset({"phenomenonTime", "resultTime", "validTime"})
-
-
-def _paths(node: Any) -> Iterable[q.Path]:
-    if isinstance(node, q.Path):
-        yield node
-    for child in (getattr(node, "args", ()), getattr(node, "items", ())):
-        for item in child:
-            yield from _paths(item)
-    for name in ("left", "right", "operand"):
-        if getattr(node, name, None) is not None:
-            yield from _paths(getattr(node, name))
-
-
-def _check_sqlite_dates(node: Any, entity_set: EntitySet, option: str) -> None:
-    """On SQLite the store keeps Observation times as integer microseconds: comparing and ordering them works (see
-    MicrosTime), but SQLite's date functions would read the integers as Julian days. Refused (501) rather than wrong."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if current is None:
-            continue
-        if isinstance(current, q.Call) and current.name in _DATE_FUNCTIONS:
-            for path in _paths(current):
-                segments = path.segments
-                observation = entity_set.name == "Observations" and len(segments) == 1
-                if segments[-1] in _OBSERVATION_TIMES and (observation or "Observations" in segments[:-1]):
-                    raise q.NotSupported(
-                        f"{current.name}() of an Observation's time is not available on SQLite: compare the time "
-                        "with a date and time instead (e.g. phenomenonTime ge 2026-11-01T00:00:00Z)",
-                        option,
-                        current.pos,
-                    )
-        stack += list(getattr(current, "args", ())) + list(getattr(current, "items", ()))
-        stack += [getattr(current, name, None) for name in ("left", "right", "operand")]
-
-
 def list_entities(
     session: Session,
     *,
@@ -423,10 +387,6 @@ def list_entities(
     dialect = dialect_of(session)
     table = entity_set.table(dialect)
     resolver = q.EntityResolver(SCHEMAS[dialect], entity_set.singular)
-    if dialect == "sqlite":
-        _check_sqlite_dates(options.filter, entity_set, options.origin or "$filter")
-        for item in options.orderby:
-            _check_sqlite_dates(item.expr, entity_set, options.origin or "$orderby")
     base = sa.select(table).where(*where)
     statement = q.apply_query(
         base, options, resolver=resolver, dialect=dialect, limits=limits, tiebreak=[table.c.id], paginate=False
@@ -1637,3 +1597,15 @@ def delete_entity(
     )
     session.flush()
     forget_caches(session)
+
+
+# --- public tiles (sensors.readings), for other domains' pages -----------------------------------------------------
+
+
+def tiles_for_asset(session: Session, *, settings: Settings, asset_id: int) -> list[dict[str, Any]]:
+    """The live tiles of the Datastreams of the Things linked to an asset, as the views the sensor tile macro
+    renders (texts in the request's language; nothing private)."""
+    from kotacerdas.sensors import readings
+
+    tiles = readings.tiles_for_asset(session, settings=settings, asset_id=asset_id)
+    return [readings.tile_view(tile, settings) for tile in tiles]
