@@ -166,6 +166,7 @@ def create_app(settings: Settings) -> FastAPI:
     from kotacerdas.reports import console as reports_console
     from kotacerdas.reports import open311 as reports_open311
     from kotacerdas.reports import pages as reports_pages
+    from kotacerdas.sensors import rules_web as sensors_rules
     from kotacerdas.sensors import sensorthings
 
     engine = make_engine(settings)
@@ -282,6 +283,7 @@ def create_app(settings: Settings) -> FastAPI:
         events_pages.router,
         events_console.router,
         sensorthings.router,
+        sensors_rules.router,
     ):
         app.include_router(router)
     return app

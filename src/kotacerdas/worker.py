@@ -86,6 +86,13 @@ def maintain_observations(session_factory: sessionmaker[Session], settings: Sett
     return done["partitions"] + store.apply_retention(engine, settings=settings, now=now)
 
 
+def evaluate_sensor_rules(session_factory: sessionmaker[Session], settings: Settings, now: datetime) -> int:
+    """Evaluate the sensor warning rules (raise, escalate, end flood warnings; flag silent devices); rules changed."""
+    from kotacerdas.sensors import rules
+
+    return rules.run_rules(session_factory, settings, now)
+
+
 PERIODIC_JOBS: list[Job] = [
     Job("notifications.deliver_outbox", 0, deliver_outbox),
     # A missed report deadline is escalated within 5 minutes.
@@ -96,6 +103,8 @@ PERIODIC_JOBS: list[Job] = [
     # retention every 5 minutes.
     Job("sensors.compact_observations", 10, compact_observations),
     Job("sensors.maintain_observations", 300, maintain_observations),
+    # Sensor rules every minute: their durations are counted on the observations' times, not on this interval.
+    Job("sensors.evaluate_rules", 60, evaluate_sensor_rules),
 ]
 
 

@@ -518,8 +518,7 @@ def delete_rule(session: Session, *, rule_id: int, actor: Actor) -> None:
 
 
 def _unit_symbol(datastream: Datastream) -> str:
-    unit = datastream.unit_of_measurement if isinstance(datastream.unit_of_measurement, dict) else {}
-    return str(unit.get("symbol") or "").strip()
+    return _symbol(datastream.unit_of_measurement)
 
 
 def seed_level_rules(session: Session, *, datastream_id: int, actor: Actor) -> list[SensorRule]:
@@ -1264,6 +1263,27 @@ def run_rules(session_factory: sessionmaker[Session], settings: Settings, now: d
     return changed
 
 
+def watchable(session: Session, *, limit: int = 2000) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """What a rule can watch, for the console's select boxes: (Datastream id, "Thing: Datastream (unit)") and
+    (Thing id, name), by name."""
+    rows = session.execute(
+        sa.select(Datastream.id, Datastream.name, Thing.name, Datastream.unit_of_measurement)
+        .join(Thing, Thing.id == Datastream.thing_id)
+        .order_by(Thing.name, Datastream.name, Datastream.id)
+        .limit(limit)
+    )
+    datastreams = []
+    for datastream_id, name, thing_name, unit in rows:
+        symbol = _symbol(unit)
+        datastreams.append((datastream_id, f"{thing_name}: {name}" + (f" ({symbol})" if symbol else "")))
+    things = session.execute(sa.select(Thing.id, Thing.name).order_by(Thing.name, Thing.id).limit(limit)).all()
+    return datastreams, [(thing_id, name) for thing_id, name in things]
+
+
+def _symbol(unit: Any) -> str:
+    return str(unit.get("symbol") or "").strip() if isinstance(unit, dict) else ""
+
+
 # --- views ---------------------------------------------------------------------------------------------------------
 
 
@@ -1299,9 +1319,8 @@ def rule_views(session: Session, *, rules: Sequence[SensorRule]) -> list[RuleVie
             sa.select(Datastream).where(Datastream.id.in_({rule.datastream_id for rule in rules if rule.datastream_id}))
         )
     }
-    things = dict(
-        session.execute(sa.select(Thing.id, Thing.name).where(Thing.id.in_({rule.thing_id for rule in rules}))).tuples()
-    )
+    thing_rows = session.execute(sa.select(Thing.id, Thing.name).where(Thing.id.in_({rule.thing_id for rule in rules})))
+    things = dict(thing_rows.all())
     currents = store.current_values(session, list(datastreams))
     event_ids = {state.event_id for state in states.values() if state.event_id}
     events = (
