@@ -84,8 +84,8 @@ def start_server(
         KOTACERDAS_REPORTS_PER_IP_PER_HOUR="1000000",
         KOTACERDAS_WORKER_IN_APP="false",
         KOTACERDAS_MAP_INDEX_PRELOAD="false",
-        **(env or {}),
     )
+    environment.update(env or {})
     command = [*kotacerdas_command(), "serve", "--port", str(port), "--no-migrate", "--workers", str(workers)]
     with log.open("wb") as handle:
         process = subprocess.Popen(command, env=environment, stdout=handle, stderr=subprocess.STDOUT)
