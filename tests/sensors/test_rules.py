@@ -11,9 +11,12 @@ import sqlalchemy as sa
 
 from conftest import TEST_ACTOR
 from kotacerdas.accounts.models import AuditEntry
+from kotacerdas.agencies.models import Agency
+from kotacerdas.errors import InvalidInput
 from kotacerdas.events import feeds
 from kotacerdas.events import service as events
 from kotacerdas.events.models import Event, EventArea, EventLink
+from kotacerdas.notifications.models import OutboxMessage
 from kotacerdas.sensors import rules, store
 from kotacerdas.sensors.models import (
     Datastream,
@@ -70,6 +73,8 @@ def evaluate(session, settings, now: datetime, **kwargs) -> list[rules.RuleChang
 
 
 def rule_events(session) -> list[Event]:
+    """The events as committed."""
+    session.rollback()
     session.expire_all()
     return list(session.scalars(sa.select(Event).order_by(Event.id)))
 
@@ -155,3 +160,164 @@ def test_a_rising_then_falling_river_raises_escalates_and_ends_a_flood_warning(s
                        "sensor_rule.end"]  # fmt: skip
     # evaluating again at the end changes nothing
     assert evaluate(session, settings, now) == []
+
+
+# --- the other kinds ------------------------------------------------------------------------------------------------
+
+
+def test_a_fast_rise_raises_a_waspada_warning_that_the_level_rule_takes_over_and_ends(session, settings, seeded):
+    datastream = make_gauge(session)
+    threshold_rule, rate_rule, _no_data = rules.seed_level_rules(session, datastream_id=datastream.id, actor=TEST_ACTOR)
+    session.commit()
+    assert rate_rule.threshold == 50 and rate_rule.window_minutes == 60
+    # 10 cm every 5 minutes is 120 cm an hour: from 150 cm the rate rule fires once half an hour of data shows it
+    series = river(150, 330, 10) + river(320, 150, 5)
+    seen = []
+    for index, value in enumerate(series):
+        now = T0 + index * STEP
+        observe(session, settings, datastream.id, now, value)
+        evaluate(session, settings, now)
+        found = rule_events(session)
+        assert len(found) <= 1, "the rules of one gauge share one event"
+        seen.append((value, found[0].level if found else None, found[0].status if found else None))
+    first = next(i for i, (_v, level, _s) in enumerate(seen) if level)
+    assert seen[first][1] == "waspada" and seen[first][0] < 300, "raised by the rise, before the siaga level"
+    assert (first * STEP) == timedelta(minutes=30)
+    assert any(level == "siaga" for _v, level, _s in seen), "the level rule raised the same event to siaga"
+    assert seen[-1][2] == "selesai"
+    event = rule_events(session)[0]
+    levels = [line.level for line in events.timeline(session, event_id=event.id)]
+    assert levels[:2] == ["waspada", "siaga"]
+    states = rules.get_states(session, rule_ids=[threshold_rule.id, rate_rule.id])
+    assert {state.state for state in states.values()} == {"normal"}
+
+
+def test_no_data_and_an_offline_device_tell_the_opd_by_email_and_publish_nothing(session, settings, seeded, make_user):
+    agency = (
+        session.scalars(sa.select(Agency).where(Agency.short_name == "BPBD")).first()
+        or session.scalars(sa.select(Agency)).first()
+    )
+    user = make_user("bpbd.staf", "opd_staff", agency.id)
+    user.email = "staf@bpbd.example.id"
+    session.commit()
+    datastream = make_gauge(session, agency_id=agency.id)
+    no_data = rules.create_rule(
+        session, data=rules.RuleInput(kind="no_data", datastream_id=datastream.id, duration_minutes=60),
+        actor=TEST_ACTOR, now=T0,
+    )  # fmt: skip
+    offline = rules.create_rule(
+        session, data=rules.RuleInput(kind="device_offline", thing_id=datastream.thing_id), actor=TEST_ACTOR, now=T0
+    )
+    session.commit()
+    observe(session, settings, datastream.id, T0, 120.0)
+    assert evaluate(session, settings, T0 + timedelta(minutes=30)) == []
+    # the Thing's own offline_after_minutes (20) wins over the rule's default
+    thing = session.get(Thing, datastream.thing_id)
+    thing.offline_after_minutes = 20
+    session.commit()
+    changes = evaluate(session, settings, T0 + timedelta(minutes=30))
+    assert [(change.rule_id, change.action) for change in changes] == [(offline.id, "flag")]
+    changes = evaluate(session, settings, T0 + timedelta(minutes=61))
+    assert [(change.rule_id, change.action) for change in changes] == [(no_data.id, "flag")]
+    assert evaluate(session, settings, T0 + timedelta(minutes=90)) == [], "flagged once"
+    assert rule_events(session) == [], "a silent device is not a public event"
+    mails = list(session.scalars(sa.select(OutboxMessage).where(OutboxMessage.recipient == "staf@bpbd.example.id")))
+    assert len(mails) == 2 and all("Pos duga air Musi" in mail.body_text for mail in mails)
+    # the device speaks again: both rules are normal again
+    observe(session, settings, datastream.id, T0 + timedelta(minutes=95), 121.0)
+    changes = evaluate(session, settings, T0 + timedelta(minutes=96))
+    assert sorted(change.action for change in changes) == ["recover", "recover"]
+    assert {state.state for state in rules.get_states(session, rule_ids=[no_data.id, offline.id]).values()} == {
+        "normal"
+    }
+
+
+def test_evaluation_is_idempotent_restart_safe_and_the_worker_job_applies_it(session, settings, seeded, engine):
+    from kotacerdas.db import make_sessionmaker
+    from kotacerdas.worker import evaluate_sensor_rules
+
+    datastream = make_gauge(session)
+    rules.seed_level_rules(session, datastream_id=datastream.id, actor=TEST_ACTOR)
+    assert len(rules.seed_level_rules(session, datastream_id=datastream.id, actor=TEST_ACTOR)) == 3
+    session.commit()
+    assert len(rules.list_rules(session)) == 3, "seeding twice makes no second set"
+    for index in range(4):
+        observe(session, settings, datastream.id, T0 + index * STEP, 320.0)
+    now = T0 + 3 * STEP
+    factory = make_sessionmaker(engine)
+    # a look changes nothing; the worker's job applies it in its own transactions; again, nothing more happens
+    assert [change.action for change in rules.evaluate_rules(session, settings=settings, now=now, dry_run=True)] == [
+        "raise"
+    ]
+    session.rollback()
+    assert rule_events(session) == []
+    assert evaluate_sensor_rules(factory, settings, now) == 1
+    assert evaluate_sensor_rules(factory, settings, now) == 0
+    assert evaluate_sensor_rules(factory, settings, now + timedelta(minutes=5)) == 0
+    assert len(rule_events(session)) == 1
+    # an operator ends the warning while the river is still high: the rule does not raise it again
+    event = rule_events(session)[0]
+    events.end_event(session, settings=settings, event_id=event.id, by=None, actor=TEST_ACTOR)
+    session.commit()
+    observe(session, settings, datastream.id, T0 + 4 * STEP, 322.0)
+    assert evaluate(session, settings, T0 + 4 * STEP) == []
+    assert len(rule_events(session)) == 1
+
+
+def test_a_level_missing_from_the_datastream_is_shown_as_the_rules_problem(session, settings, seeded):
+    datastream = make_gauge(session)
+    rule = rules.create_rule(
+        session, data=rules.RuleInput(kind="threshold", datastream_id=datastream.id, category="banjir", level="siaga"),
+        actor=TEST_ACTOR,
+    )  # fmt: skip
+    session.commit()
+    datastream.levels = {"waspada": 250}
+    session.commit()
+    observe(session, settings, datastream.id, T0, 400.0)
+    assert evaluate(session, settings, T0) == []
+    state = session.get(SensorRuleState, rule.id)
+    assert state.state == "normal" and "siaga" in state.problem
+    view = rules.rule_views(session, rules=[rule])[0]
+    assert view.thresholds is None and view.thresholds_problem
+
+
+def test_a_thing_without_desa_raises_for_its_location(session, settings, seeded):
+    datastream = make_gauge(session, desa=None)
+    rules.create_rule(
+        session, data=rules.RuleInput(kind="threshold", datastream_id=datastream.id, category="banjir", level="siaga",
+                                      duration_minutes=0),
+        actor=TEST_ACTOR,
+    )  # fmt: skip
+    session.commit()
+    observe(session, settings, datastream.id, T0, 305.0)
+    assert [change.action for change in evaluate(session, settings, T0)] == ["raise"]
+    event = rule_events(session)[0]
+    assert event.level == "siaga" and event.geometry and '"Point"' in event.geometry
+
+
+def test_bad_rules_are_refused_naming_the_field(session, settings, seeded):
+    datastream = make_gauge(session, unit="m", levels={"waspada": 2.5, "siaga": 3.0})
+    made = rules.seed_level_rules(session, datastream_id=datastream.id, actor=TEST_ACTOR)
+    assert made[0].escalate_level is None, "no awas level, no escalation"
+    assert made[1].threshold == 0.5, "50 cm per hour in metres"
+    for data, field in [
+        (rules.RuleInput(kind="threshold", datastream_id=datastream.id, category="banjir", level="awas"), "threshold"),
+        (rules.RuleInput(kind="no_data", datastream_id=datastream.id, duration_minutes=0), "duration_minutes"),
+        (
+            rules.RuleInput(
+                kind="rate_of_change",
+                datastream_id=datastream.id,
+                category="banjir",
+                level="siaga",
+                threshold=float("inf"),
+            ),
+            "threshold",
+        ),  # fmt: skip
+        (rules.RuleInput(kind="threshold", datastream_id=datastream.id, category="acara", level="siaga"), "level"),
+    ]:
+        try:
+            rules.create_rule(session, data=data, actor=TEST_ACTOR)
+        except InvalidInput as error:
+            assert error.errors[0]["field"] == field, (data, error.errors)
+        else:
+            raise AssertionError(f"accepted {data}")
