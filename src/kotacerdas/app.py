@@ -167,6 +167,7 @@ def create_app(settings: Settings) -> FastAPI:
     from kotacerdas.reports import open311 as reports_open311
     from kotacerdas.reports import pages as reports_pages
     from kotacerdas.sensors import rules_web as sensors_rules
+    from kotacerdas.sensors import pages as sensors_pages
     from kotacerdas.sensors import sensorthings
 
     engine = make_engine(settings)
@@ -177,6 +178,10 @@ def create_app(settings: Settings) -> FastAPI:
 
         # The live stream's hub (and on PostgreSQL its LISTEN connection) before the first request.
         app.state.live = await start_live(settings=settings, engine=engine, session_factory=app.state.sessionmaker)
+        from kotacerdas.sensors.live import start_tiles, stop_tiles
+
+        # The live sensor tiles' hub: one poller of current values for every tile stream of this process.
+        app.state.sensor_tiles = await start_tiles(settings=settings, session_factory=app.state.sessionmaker)
         worker = None
         if settings.worker_in_app:
             from kotacerdas.worker import start_worker_thread
@@ -200,6 +205,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await stop_tiles(app.state.sensor_tiles)
             await stop_live(app.state.live)
             if worker is not None:
                 thread, stop_event = worker
@@ -283,6 +289,7 @@ def create_app(settings: Settings) -> FastAPI:
         events_pages.router,
         events_console.router,
         sensorthings.router,
+        sensors_pages.router,
         sensors_rules.router,
     ):
         app.include_router(router)

@@ -146,6 +146,19 @@ class Settings(BaseSettings):
         le=10_000_000,
         description="SQLite: observations merged per compaction transaction (ingest waits for at most one).",
     )
+    sensor_offline_after_minutes: int = Field(
+        60,
+        ge=1,
+        le=43_200,
+        description="A device not heard from for this long is shown offline, unless its Thing sets its own "
+        "offline_after_minutes.",
+    )
+    sensor_live_poll_seconds: float = Field(
+        2.0,
+        ge=0.1,
+        le=60,
+        description="How often each app process reads the current values of the Datastreams its live tiles show.",
+    )
     mqtt_host: str = Field("127.0.0.1", description="MQTT broker (Mosquitto) that devices publish to.")
     mqtt_port: int = Field(1883, ge=1, le=65535, description="MQTT broker port (8883 for TLS).")
     mqtt_username: str = Field(

@@ -38,6 +38,8 @@ def asset_page(
     if not asset.active:
         raise NotFound(_("There is no asset with that id."))
     view = service.public_asset(session, settings=settings, asset=asset, locale=get_locale())
+    from kotacerdas.sensors import service as sensors
+
     return render(
         request,
         "assets/public_asset.html",
@@ -47,6 +49,8 @@ def asset_page(
             "bounds": f"{asset.min_lat:.6f},{asset.min_lon:.6f},{asset.max_lat:.6f},{asset.max_lon:.6f}",
             "boundaries_url": BOUNDARIES_URL,
             "staff_url": f"/konsol/aset/{asset.id}" if service.can_edit(user, asset) else None,
+            # The live readings of the devices on this asset (a river gauge on a bridge …).
+            "sensor_tiles": sensors.tiles_for_asset(session, settings=settings, asset_id=asset.id),
         },
     )
 
