@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from kotacerdas.accounts.service import Actor, clean_text, record_change
+from kotacerdas.accounts.service import Actor, record_change
 from kotacerdas.config import Settings
 from kotacerdas.db import MAX_INT_ID, utcnow
 from kotacerdas.enums import LabelledEnum
@@ -370,7 +370,7 @@ def _checked(session: Session, *, data: RuleInput, rule: SensorRule | None) -> d
 
     probe = SensorRule(**{name: checked[name] for name in _FIELDS if name not in ("name",)})
     thresholds(probe, datastream)  # every level it names must resolve now
-    name = clean_text(values.get("name"), field="name", label=_("Name"), max_length=NAME_MAX)
+    name = _clean_event_text(values.get("name"), field_name="name", label=_("Name"), max_length=NAME_MAX)
     if name is None:
         watched = datastream.name if datastream is not None else thing.name
         name = f"{kind.label}: {watched}"[:NAME_MAX]
@@ -882,12 +882,11 @@ def evaluate_rules(
         try:
             decision = _decide(rule, state, world, reader, settings)
         except InvalidInput as error:  # a level the Datastream no longer has
-            if not dry_run:
-                _set_problem(session, state, error.detail)
+            _note_problem(session, changes, rule, state, error.detail, dry_run=dry_run)
             continue
         if decision is None:
-            if not dry_run and state.problem and RuleKind(rule.kind).raises_event:
-                _set_problem(session, state, None)
+            if state.problem and RuleKind(rule.kind).raises_event:
+                _note_problem(session, changes, rule, state, None, dry_run=dry_run)
             continue
         if dry_run:
             changes.append(RuleChange(rule.id, decision.action, decision.state.value, decision.level, state.event_id))
@@ -903,6 +902,24 @@ def evaluate_rules(
             continue
         changes.append(RuleChange(rule.id, decision.action, state.state, state.level, state.event_id))
     return changes
+
+
+def _note_problem(
+    session: Session,
+    changes: list[RuleChange],
+    rule: SensorRule,
+    state: SensorRuleState,
+    problem: str | None,
+    *,
+    dry_run: bool,
+) -> None:
+    """Keep (or clear) why a rule cannot act; a look only says that the state row is to be written."""
+    if state.problem == (problem[:500] if problem else None):
+        return
+    if dry_run:
+        changes.append(RuleChange(rule.id, "problem", state.state, state.level, state.event_id))
+    else:
+        _set_problem(session, state, problem)
 
 
 def _set_problem(session: Session, state: SensorRuleState, problem: str | None) -> None:
