@@ -325,3 +325,30 @@ def test_bad_rules_are_refused_naming_the_field(session, settings, seeded):
             assert error.errors[0]["field"] == field, (data, error.errors)
         else:
             raise AssertionError(f"accepted {data}")
+
+
+def test_two_workers_at_once_raise_one_event(session, settings, seeded, engine, backend):
+    """A second worker skips the rule rows the first one holds (PostgreSQL), or waits for the writer queue and then
+    finds the rule raised (SQLite): one event either way."""
+    from kotacerdas.db import make_sessionmaker
+
+    datastream = make_gauge(session)
+    rules.seed_level_rules(session, datastream_id=datastream.id, actor=TEST_ACTOR)
+    session.commit()
+    for index in range(4):
+        observe(session, settings, datastream.id, T0 + index * STEP, 330.0)
+    now = T0 + 3 * STEP
+    factory = make_sessionmaker(engine)
+    with factory() as first:
+        first.connection(execution_options={"kotacerdas_write": True})
+        assert [change.action for change in rules.evaluate_rules(first, settings=settings, now=now)] == ["raise"]
+        if backend == "postgres":
+            with factory() as second:
+                assert rules.evaluate_rules(second, settings=settings, now=now) == [], "rows held by the first"
+                second.commit()
+        first.commit()
+    with factory() as second:
+        second.connection(execution_options={"kotacerdas_write": True})
+        assert rules.evaluate_rules(second, settings=settings, now=now) == []
+        second.commit()
+    assert len(rule_events(session)) == 1
