@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from conftest import running_server
 from kotacerdas.app import create_app
 from kotacerdas.db import WRITE_OPTION, make_sessionmaker
-from kotacerdas.sensors import live, store
+from kotacerdas.sensors import live, readings, store
 from kotacerdas.sensors.models import Datastream, ObservedProperty, Sensor, Thing
 from kotacerdas.sensors.store import NewObservation
 
@@ -160,6 +160,14 @@ def test_one_read_per_poll_serves_every_stream_and_a_slow_stream_is_dropped(fast
     """The hub without a server: 200 streams of the same tile cost one read of one current value per poll."""
     monkeypatch.setattr(live, "QUEUE_LIMIT", 3)
     reads: list[list[int]] = []
+    meta_reads: list[list[int]] = []
+    read_meta = readings.read_meta
+
+    def counting_meta(session, *, settings, datastream_ids):
+        meta_reads.append(sorted(datastream_ids))
+        return read_meta(session, settings=settings, datastream_ids=datastream_ids)
+
+    monkeypatch.setattr(readings, "read_meta", counting_meta)
 
     async def scenario() -> None:
         hub = live.TileHub(settings=fast, session_factory=make_sessionmaker(engine), loop=asyncio.get_running_loop())
@@ -189,6 +197,9 @@ def test_one_read_per_poll_serves_every_stream_and_a_slow_stream_is_dropped(fast
             # Every poll read the two watched ids once, whatever the number of streams.
             assert all(ids == [gauge, 999_999] for ids in reads)
             assert len(reads) == hub.polls >= polls + 4
+            # The names, levels and health are read once (again only every 30 s), not at every poll, though one of
+            # the ids has no Datastream.
+            assert meta_reads == [[gauge, 999_999]]
             # The stream that read nothing overflowed its queue of 3 and was dropped: it ends, the others go on.
             assert slow.closed and hub.dropped == 1 and hub.subscriber_count == 200
             assert await slow.next_frame() is None

@@ -106,6 +106,7 @@ class TileReader:
         self._meta: dict[int, Any] = {}
         self._names: dict[str, str] = {}
         self._meta_read_at = 0.0
+        self._absent: set[int] = set()  # watched ids with no Datastream: looked for again at the next refresh
         self._signatures: dict[int, tuple] = {}
 
     def read(self, ids: list[int], fresh: set[int]) -> dict[int, dict[str, bytes]]:
@@ -118,11 +119,12 @@ class TileReader:
             del self._signatures[gone]
         now = datetime.now(UTC)
         with self._session_factory() as session:
-            missing = wanted - set(self._meta)
+            missing = wanted - set(self._meta) - self._absent
             if missing or time.monotonic() - self._meta_read_at > META_REFRESH_S:
                 self._meta = readings.read_meta(session, settings=self.settings, datastream_ids=wanted)
                 self._names = readings.region_names(session, self._meta.values())
                 self._meta_read_at = time.monotonic()
+                self._absent = wanted - set(self._meta)
             current = store.current_values(session, [i for i in ids if i in self._meta])
         changed: dict[int, dict[str, bytes]] = {}
         for datastream_id in ids:
