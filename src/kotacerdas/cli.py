@@ -38,6 +38,8 @@ app.add_typer(user_app, name="user")
 aset_app = typer.Typer(help="Aset (jalan, jembatan, fasilitas) / assets: import and export.", no_args_is_help=True)
 app.add_typer(wilayah_app, name="wilayah")
 app.add_typer(aset_app, name="aset")
+sensors_app = typer.Typer(help="Sensor dan perangkat / sensors and devices.", no_args_is_help=True)
+app.add_typer(sensors_app, name="sensors")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -529,6 +531,100 @@ def aset_export(
                 for piece in export.iter_csv() if chosen == "csv" else export.iter_geojson():
                     target.write(piece)
     console.print(f"Aset diekspor / assets exported: {export.written} → {output}")
+
+
+@sensors_app.command("simulate")
+def sensors_simulate(
+    via: Annotated[str, typer.Option(help="mqtt (kotacerdas/{key}/up, QoS 1) or http (CreateObservations).")] = "mqtt",
+    broker: Annotated[
+        str | None, typer.Option(help="MQTT broker host:port (default KOTACERDAS_MQTT_HOST:KOTACERDAS_MQTT_PORT).")
+    ] = None,
+    mqtt_login: Annotated[
+        str, typer.Option(help="device: one connection per device, its key as login (a broker with an ACL); shared.")
+    ] = "device",
+    url: Annotated[str, typer.Option(help="Base URL of the portal, for --via http.")] = "http://127.0.0.1:8000",
+    rate: Annotated[
+        float, typer.Option(min=0, help="At most this many messages (requests) a second; 0: no limit.")
+    ] = 0,
+    duration: Annotated[float, typer.Option(min=0, help="Seconds to run (wall clock); 0: until Ctrl-C.")] = 60,
+    speed: Annotated[float, typer.Option(min=0.001, help="Simulated time runs this many times faster.")] = 1,
+    interval: Annotated[
+        float, typer.Option(min=1, help="Simulated seconds between a device's readings (rain: 600, traffic: 300).")
+    ] = 60,
+    scenario: Annotated[str, typer.Option(help="normal, or banjir: heavy rain that floods the rivers.")] = "normal",
+    things: Annotated[
+        str | None, typer.Option(help="Devices by kode, Thing id or kind, comma-separated (default: all).")
+    ] = None,
+    devices: Annotated[
+        Path | None, typer.Option(help="Device file (default: <data folder>/sensor-demo-devices.json from the demo).")
+    ] = None,
+    start: Annotated[str | None, typer.Option(help="Simulated start, ISO 8601 with a zone (default: now).")] = None,
+) -> None:
+    """Publish realistic readings of the demo's devices over MQTT or HTTP (docs/sensors.md)."""
+    import signal
+    import threading
+    from datetime import datetime
+
+    from kotacerdas.sensors import simulate as sim
+
+    settings = settings_or_fail()
+    if via not in ("mqtt", "http"):
+        fail("--via: mqtt or http")
+    if mqtt_login not in ("device", "shared"):
+        fail("--mqtt-login: device or shared")
+    if scenario not in sim.SCENARIOS:
+        fail(f"--scenario: one of {', '.join(sim.SCENARIOS)}")
+    host, port = settings.mqtt_host, settings.mqtt_port
+    if broker:
+        host, _colon, port_text = broker.rpartition(":")
+        if not host or not port_text.isdecimal() or not 1 <= int(port_text) <= 65535:
+            fail("--broker: host:port, e.g. 127.0.0.1:1883")
+        port = int(port_text)
+    started = None
+    if start:
+        try:
+            started = datetime.fromisoformat(start)
+        except ValueError:
+            fail(f"--start: {start!r} is not an ISO 8601 time")
+        if started.tzinfo is None:
+            fail("--start: give a time zone (Z or +07:00)")
+    path = devices or settings.data_dir / sim.DEVICES_FILE
+    if not path.is_file():
+        fail(f"{path}: no device file; run `kotacerdas demo` first (it writes the demo devices and their keys)")
+    try:
+        device_file = sim.DeviceFile.read(path)
+        chosen = sim.select_devices(device_file.devices, things.split(",") if things else None)
+    except (ValueError, KeyError) as exc:
+        fail(f"{path}: {exc}")
+    options = sim.SimulationOptions(
+        via=via, broker=(host, port), mqtt_login=mqtt_login, url=url, rate=rate, duration=duration, speed=speed,
+        interval=interval, scenario=scenario, start=started,
+    )  # fmt: skip
+    stop_event = threading.Event()
+    # Ctrl-C and SIGTERM stop after the message in progress (and wait for the broker's acknowledgements).
+    previous = {
+        signum: signal.signal(signum, lambda *_args: stop_event.set()) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    target = f"{host}:{port}" if via == "mqtt" else url
+    console.print(f"Simulasi / simulating {len(chosen)} perangkat / devices → {via} {target} ({scenario}, ×{speed:g})")
+    try:
+        stats = sim.run_simulation(
+            chosen, options, seed=device_file.seed, storms=device_file.storms, stop_event=stop_event
+        )
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    span = f"{stats.first_time:%Y-%m-%d %H:%M} → {stats.last_time:%Y-%m-%d %H:%M} UTC" if stats.last_time else "-"
+    console.print(
+        f"Terkirim / sent: {stats.messages} pesan / messages ({stats.observations} pengamatan / observations), "
+        f"diterima / acknowledged: {stats.acknowledged}; waktu simulasi / simulated time: {span}"
+    )
+    for error in stats.errors[:10]:
+        err_console.print(f"  - {error}", highlight=False, soft_wrap=True)
+    if stats.errors or stats.acknowledged < stats.messages:
+        raise typer.Exit(1)
 
 
 def find_demo_boundaries() -> Path | None:

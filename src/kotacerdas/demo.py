@@ -48,6 +48,9 @@ class DemoSummary:
     assets: int = 0
     linked_reports: int = 0
     events: int = 0
+    sensors: int = 0
+    sensor_observations: int = 0
+    sensor_devices_file: Path | None = None
     other_users: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -61,7 +64,13 @@ class DemoSummary:
             f"Aduan warga contoh / sample citizen reports: {self.reports}",
             f"Aset contoh / sample assets: {self.assets} ({self.linked_reports} aduan terkait / reports linked)",
             f"Peristiwa contoh / sample events: {self.events}",
-        ]
+            f"Perangkat sensor contoh / sample devices: {self.sensors} ({self.sensor_observations} pengamatan / "
+            "observations)",
+        ] + (
+            [f"Kunci perangkat demo / demo device keys (kotacerdas sensors simulate): {self.sensor_devices_file}"]
+            if self.sensor_devices_file
+            else []
+        )
 
 
 def seed_demo(
@@ -117,6 +126,11 @@ def seed_demo(
     from kotacerdas.events.demo import seed_demo_events
 
     summary.events = seed_demo_events(session, settings=settings)
+    from kotacerdas.sensors.demo import seed_demo_sensors
+
+    sensors = seed_demo_sensors(session, settings=settings)
+    summary.sensors, summary.sensor_observations = sensors.things, sensors.observations
+    summary.sensor_devices_file = sensors.devices_file
     return summary
 
 
