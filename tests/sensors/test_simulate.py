@@ -317,3 +317,35 @@ def test_simulate_via_http_posts_create_observations_with_the_device_key(app, en
         refused = sim.run_simulation(wrong, options, seed=SEED)
         assert refused.acknowledged == 0 and refused.errors and "HTTP 401" in refused.errors[0]
     assert len(_stored(engine)) == len(rows)
+
+
+def test_the_banjir_scenario_makes_the_gauge_rules_raise_then_end_a_flood_warning(session, settings, devices):
+    """The simulated flood through the real rules, with the clock at each reading: a warning some time after the
+    river reaches siaga, ended once it has been back under waspada for half an hour."""
+    from kotacerdas.events.models import Event
+    from kotacerdas.sensors import rules
+
+    gauge = devices[0]
+    datastream_id = gauge.datastreams["level"]
+    levels = gauge.params["levels"]
+    rules.seed_level_rules(session, datastream_id=datastream_id, actor=TEST_ACTOR)
+    session.commit()
+    scenario = sim.Scenario.of("banjir", start=T0)
+    seen = []
+    for t in _every(T0, 20):
+        value = sim.readings(gauge, t, seed=SEED, scenario=scenario)["level"]
+        session.commit()
+        session.connection(execution_options={"kotacerdas_write": True})
+        store.add_observations(session, [store.NewObservation(datastream_id, t, value)], settings=settings)
+        session.commit()
+        rules.evaluate_rules(session, settings=settings, now=t)
+        session.commit()
+        session.expire_all()
+        events = list(session.scalars(sa.select(Event)))
+        assert len(events) <= 1
+        seen.append((t, value, events[0].level if events else None, events[0].status if events else None))
+    first_siaga = next(t for t, value, _level, _status in seen if value >= levels["siaga"])
+    raised = [(t, level) for t, _value, level, _status in seen if level in ("siaga", "awas")]
+    assert raised and raised[0][0] >= first_siaga + timedelta(minutes=10)
+    assert seen[-1][3] == "selesai" and seen[-1][1] < levels["waspada"]
+    assert all(status != "selesai" for t, _v, _l, status in seen if t <= raised[0][0])
