@@ -19,6 +19,7 @@ from conftest import running_server
 from kotacerdas.app import create_app
 from kotacerdas.db import WRITE_OPTION, make_sessionmaker
 from kotacerdas.sensors import live, readings, store
+from kotacerdas.sensors import pages as sensor_pages
 from kotacerdas.sensors.models import Datastream, ObservedProperty, Sensor, Thing
 from kotacerdas.sensors.store import NewObservation
 
@@ -148,6 +149,8 @@ def test_stream_sends_the_tile_at_once_then_each_new_value(fast, engine, gauge):
      ("datastreams=" + ",".join(str(n) for n in range(1, 302)), "too_many")],
 )  # fmt: skip
 def test_bad_ids_are_refused_naming_the_parameter(client, query, reason):
+    # A stream takes as many ids as the /sensor page shows tiles.
+    assert sensor_pages.MAX_STREAM_IDS == readings.MAX_TILES == 300
     response = client.get(f"/sensor/live?{query}", headers={"Accept": "application/json"})
     assert response.status_code == 422
     assert response.json()["errors"][0] == {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
@@ -20,8 +20,12 @@ from kotacerdas.db import MAX_INT_ID
 from kotacerdas.deps import OptionalUser, SessionDep, SettingsDep
 from kotacerdas.errors import Busy, InvalidInput, NotFound
 from kotacerdas.i18n import _, get_locale
-from kotacerdas.sensors import live, readings
 from kotacerdas.web.templating import render
+
+if TYPE_CHECKING:
+    from kotacerdas.sensors import live, readings
+
+# sensors.readings (and the chart code) load with the first sensor page, not with the app: its startup is counted.
 
 router = APIRouter(include_in_schema=False)
 
@@ -29,11 +33,13 @@ DatastreamPath = Annotated[int, Path(ge=1, le=MAX_INT_ID)]
 STREAM_PATH = "/sensor/live"
 # More open streams than this in one process is an overload: refuse, and the browser's EventSource tries again.
 MAX_SUBSCRIBERS = 10_000
-MAX_STREAM_IDS = readings.MAX_TILES
+MAX_STREAM_IDS = 300  # readings.MAX_TILES: the most tiles a page shows
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _views(tiles: list[readings.Tile], settings) -> list[tuple[readings.Tile, dict]]:
+    from kotacerdas.sensors import readings
+
     return [(tile, readings.tile_view(tile, settings)) for tile in tiles]
 
 
@@ -48,6 +54,7 @@ def sensors_page(
 ) -> HTMLResponse:
     """Current readings of every sensor, grouped by what they observe, updated live."""
     from kotacerdas.regions import service as regions
+    from kotacerdas.sensors import readings
 
     property_id = int(jenis) if jenis and 1 <= int(jenis) <= MAX_INT_ID else None
     page = readings.list_tiles(session, settings=settings, kecamatan_code=kecamatan or None, property_id=property_id)
@@ -74,15 +81,18 @@ def datastream_page(
     settings: SettingsDep,
     _user: OptionalUser,
     datastream_id: DatastreamPath,
-    rentang: Annotated[readings.ChartRange, Query(description="Chart range")] = readings.ChartRange.DAY,
+    rentang: Annotated[Literal["24j", "7h", "30h", "1t"], Query(description="Chart range")] = "24j",
 ) -> HTMLResponse:
     """A sensor's page: its current reading (live), a chart over 24 hours, 7 or 30 days or a year, a table of the
     same figures and the CSV download."""
+    from kotacerdas.sensors import readings
+
+    chart_range = readings.ChartRange(rentang)
     tile = readings.get_tile(session, settings=settings, datastream_id=datastream_id)
     if tile is None:
         raise NotFound(_("There is no sensor with that id."))
-    data = readings.chart_data(session, settings=settings, datastream_id=datastream_id, chart_range=rentang)
-    title = _("%(name)s, %(range)s") % {"name": tile.meta.name, "range": rentang.label}
+    data = readings.chart_data(session, settings=settings, datastream_id=datastream_id, chart_range=chart_range)
+    title = _("%(name)s, %(range)s") % {"name": tile.meta.name, "range": chart_range.label}
     chart = readings.chart_svg(data, title=title, unit=tile.meta.unit, levels=tile.meta.levels)
     levels = [
         (level, tile.meta.levels[level.value])
@@ -97,7 +107,7 @@ def datastream_page(
             "tile": tile,
             "view": readings.tile_view(tile, settings),
             "ranges": list(readings.ChartRange),
-            "chosen": rentang,
+            "chosen": chart_range,
             "chart": chart,
             "data": data,
             "table": readings.summary_rows(data, settings),
@@ -154,6 +164,8 @@ def datastream_csv(
 ) -> StreamingResponse:
     """A sensor's observations in [start, end) as CSV (UTF-8, a header row naming the unit, times in ISO 8601 UTC),
     at most 366 days at a time."""
+    from kotacerdas.sensors import readings
+
     tile = readings.get_tile(session, settings=settings, datastream_id=datastream_id)
     if tile is None:
         raise NotFound(_("There is no sensor with that id."))
