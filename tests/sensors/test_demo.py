@@ -115,6 +115,19 @@ def test_demo_devices_have_history_health_rules_and_keys_for_the_simulator(sessi
     # Seeding again changes nothing.
     assert seed_demo_sensors(session, settings=settings).things == 0
     assert len(_things(session)) == len(things)
+    assert sim.DeviceFile.read(path) == device_file
+    # A lost device file is written again with new keys (the old ones stop working) and the same devices.
+    path.unlink()
+    assert seed_demo_sensors(session, settings=settings).devices_file == path
+    restored = sim.DeviceFile.read(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert [(d.kode, d.thing_id, d.datastreams, d.params) for d in restored.devices] == [
+        (d.kode, d.thing_id, d.datastreams, d.params) for d in device_file.devices
+    ]
+    assert restored.storms == device_file.storms
+    for old, new in zip(device_file.devices, restored.devices, strict=True):
+        assert verify_device_key(session, plain=old.key) is None
+        assert verify_device_key(session, plain=new.key) == new.thing_id
 
 
 def test_history_is_the_models_readings(session, settings, demo):

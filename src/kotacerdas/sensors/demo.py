@@ -243,6 +243,8 @@ def seed_demo_sensors(
     the demo admin or assets are missing. Writes the device file for the simulator."""
     summary = DemoSensors()
     if session.scalar(sa.select(Thing.id).limit(1)) is not None:
+        if not devices_path(settings).exists():
+            summary.devices_file = restore_devices_file(session, settings=settings, seed=seed)
         return summary
     admin = accounts.get_user_by_username(session, username="admin")
     if admin is None:
@@ -264,6 +266,45 @@ def seed_demo_sensors(
     sim.DeviceFile(seed=seed, devices=devices, storms=storms).write(path)
     summary.devices_file = path
     return summary
+
+
+def restore_devices_file(session: Session, *, settings: Settings, seed: int = DEFAULT_SEED) -> Path | None:
+    """Write the device file again when it was lost: the demo's Things (found by kode) get new keys (their old
+    ones stop working, as when staff issue a key), their model parameters are planned again from the assets, and
+    the history's storm is placed from the first stored reading. None when no demo Thing is found."""
+    things = {
+        (thing.properties or {}).get("kode"): thing
+        for thing in session.scalars(sa.select(Thing).order_by(Thing.id))
+        if isinstance(thing.properties, dict)
+    }
+    devices, first_seen = [], None
+    for plan in _plan(session):
+        thing = things.get(plan.kode)
+        if thing is None or (thing.properties or {}).get("jenis") != plan.kind:
+            continue
+        rows = session.execute(sa.select(Datastream.id, Datastream.properties).where(Datastream.thing_id == thing.id))
+        streams = {(props or {}).get("short_name"): datastream_id for datastream_id, props in rows}
+        if set(streams) != set(KINDS[plan.kind][3]):
+            continue
+        key = issue_device_key(session, thing_id=thing.id)
+        devices.append(sim.Device(plan.kode, plan.kind, thing.name, thing.id, key.plain, streams, plan.params))
+        if first_seen is None:
+            oldest = store.list_observations(session, datastream_id=next(iter(streams.values())), limit=1)
+            first_seen = oldest[0].phenomenon_time if oldest else None
+    if not devices:
+        return None
+    accounts.record_change(
+        session, actor=accounts.Actor.system("demo"), action="sensors.demo.keys", entity_type="sensor_things",
+        entity_id=None, after={"key_ids": [device.key_id for device in devices]},
+    )  # fmt: skip
+    storms = []
+    if first_seen is not None:
+        now = first_seen + timedelta(days=HISTORY_DAYS)
+        storms.append(sim.Storm(now - KELINGI_STORM_BEFORE + sim.BANJIR_DELAY, sim.BANJIR_HOURS,
+                                sim.BANJIR_PEAK_MM_H, "Kelingi"))  # fmt: skip
+    path = devices_path(settings)
+    sim.DeviceFile(seed=seed, devices=devices, storms=storms).write(path)
+    return path
 
 
 def create_devices(session: Session, *, settings: Settings, admin: Any, plans: list[DevicePlan]) -> list[sim.Device]:
