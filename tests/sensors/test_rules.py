@@ -213,6 +213,7 @@ def test_no_data_and_an_offline_device_tell_the_opd_by_email_and_publish_nothing
     assert evaluate(session, settings, T0 + timedelta(minutes=30)) == []
     # the Thing's own offline_after_minutes (20) wins over the rule's default
     thing = session.get(Thing, datastream.thing_id)
+    assert rules.offline_minutes(offline, thing, settings) == settings.sensor_offline_after_minutes == 60
     thing.offline_after_minutes = 20
     session.commit()
     changes = evaluate(session, settings, T0 + timedelta(minutes=30))

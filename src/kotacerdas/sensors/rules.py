@@ -11,7 +11,8 @@ Four kinds of rule (`RuleKind`):
   it ends once the rise has stayed under the limit for `clear_minutes`.
 - `no_data`: a Datastream without an observation for `duration_minutes`.
 - `device_offline`: a Thing not heard from (its `last_seen_at`, or its newest observation) for longer than its
-  `offline_after_minutes`, else the rule's `duration_minutes`, else `DEFAULT_OFFLINE_MINUTES`.
+  `offline_after_minutes`, else the rule's `duration_minutes`, else `settings.sensor_offline_after_minutes` (as
+  the device list counts it, sensors/devices.py).
 
 The first two publish events, and only through the events service (`raise_event` with source `sensor_rule`,
 `update_event`, `end_event`), so that CAP, the feeds, the live stream and the subscribers follow. The two
@@ -65,7 +66,6 @@ DEFAULT_DURATION_MINUTES = 10
 DEFAULT_CLEAR_MINUTES = 30
 DEFAULT_WINDOW_MINUTES = 60
 DEFAULT_NO_DATA_MINUTES = 60
-DEFAULT_OFFLINE_MINUTES = 30
 # A threshold or rate rule does not raise on a newest observation older than this (the no-data rule's business).
 FRESH_FOR = timedelta(hours=1)
 # Observations one look at a Datastream reads at most (a window of an hour and a half at one a second).
@@ -758,12 +758,7 @@ def _decide_silence(
 
 def offline_minutes(rule: SensorRule, thing: Thing, settings: Settings) -> int:
     """How long a Thing may be silent: its own setting, else the rule's, else the installation's default."""
-    return (
-        thing.offline_after_minutes
-        or rule.duration_minutes
-        or getattr(settings, "sensor_offline_after_minutes", None)
-        or DEFAULT_OFFLINE_MINUTES
-    )
+    return thing.offline_after_minutes or rule.duration_minutes or settings.sensor_offline_after_minutes
 
 
 @dataclass
