@@ -349,3 +349,27 @@ def test_the_banjir_scenario_makes_the_gauge_rules_raise_then_end_a_flood_warnin
     assert raised and raised[0][0] >= first_siaga + timedelta(minutes=10)
     assert seen[-1][3] == "selesai" and seen[-1][1] < levels["waspada"]
     assert all(status != "selesai" for t, _v, _l, status in seen if t <= raised[0][0])
+
+
+def test_simulate_refuses_bad_options_with_one_clear_line(tmp_path):
+    env = {"KOTACERDAS_DATA_DIR": str(tmp_path / "data"), "KOTACERDAS_DATABASE_URL": ""}
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(cli_app, ["sensors", "simulate", *args], env=env)
+
+    missing = run()
+    assert missing.exit_code == 2 and "run `kotacerdas demo` first" in missing.output
+    sim.DeviceFile(seed=SEED, devices=[_device(sim.CCTV)]).write(tmp_path / "data" / sim.DEVICES_FILE)
+    for args, says in (
+        (["--via", "coap"], "--via"),
+        (["--scenario", "tsunami"], "--scenario"),
+        (["--broker", "localhost"], "--broker"),
+        (["--start", "2026-11-29T10:00:00"], "time zone"),
+        (["--things", "PDA-99"], "no demo device 'PDA-99'"),
+        # 100 s at ×3600 is 100 hours: readings stamped days ahead, which ingest refuses.
+        (["--speed", "3600", "--duration", "100"], "hours ahead of the clock"),
+    ):
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert says in " ".join(result.output.split()), (args, result.output)

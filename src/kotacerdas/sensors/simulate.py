@@ -22,7 +22,8 @@ Datastreams by short name and its model parameters) and publishes, for each devi
 simulated time, one compact MQTT message `kotacerdas/{device_key_id}/up` at QoS 1 with all its readings, or one
 HTTP `CreateObservations` request with the device key as Bearer token. Simulated time runs `speed` times faster
 than the clock and readings carry it as their time; it never runs more than HORIZON ahead of the clock, since
-ingest refuses readings stamped more than a day ahead.
+ingest refuses readings stamped more than a day ahead (a run of a set length that would is refused; an endless
+one is held there and goes on at the clock's pace).
 """
 
 from __future__ import annotations
@@ -659,9 +660,13 @@ def run_simulation(
         raise ValueError(f"no device key for {', '.join(missing)}")
     sim_start = (options.start or now()).astimezone(UTC)
     scenario = Scenario.of(options.scenario, start=sim_start, storms=storms)
-    horizon = now() + HORIZON
-    sim_end = sim_start + timedelta(seconds=options.duration * options.speed) if options.duration else horizon
-    sim_end = min(sim_end, horizon)
+    # A run of a set length must fit under the horizon; an endless one is held at the horizon as the clock moves.
+    sim_end = sim_start + timedelta(seconds=options.duration * options.speed) if options.duration else None
+    if sim_end is not None and sim_end > now() + HORIZON:
+        raise ValueError(
+            f"the simulated span ends at {iso(sim_end)}, more than {HORIZON.total_seconds() / 3600:g} hours ahead of "
+            "the clock (ingest refuses readings a day ahead): shorten --duration or --speed, or start earlier"
+        )
     sink: Any = _MqttSink(options, devices) if options.via == "mqtt" else _HttpSink(options)
     stats = SimulationStats()
     queues = {d.kode: schedule(d, sim_start, options.interval) for d in devices}
@@ -672,12 +677,14 @@ def run_simulation(
     next_send = wall_start
     try:
         while not stop_event.is_set():
-            sim_now = min(sim_start + timedelta(seconds=(time.monotonic() - wall_start) * options.speed), sim_end)
+            sim_now = sim_start + timedelta(seconds=(time.monotonic() - wall_start) * options.speed)
+            held = sim_now > now() + HORIZON
+            sim_now = min(sim_now, now() + HORIZON, sim_end or sim_now)
             ready = sorted((t, kode) for kode, t in due.items() if t <= sim_now)
             if not ready:
-                if min(due.values()) > sim_end:
+                if sim_end is not None and min(due.values()) > sim_end:
                     break
-                wait = (min(due.values()) - sim_now).total_seconds() / options.speed
+                wait = (min(due.values()) - sim_now).total_seconds() / (1 if held else options.speed)
                 stop_event.wait(min(max(wait, 0.001), 0.5))
                 continue
             for t, kode in ready:
