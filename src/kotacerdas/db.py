@@ -316,7 +316,9 @@ def insert_row(session: Session, model: type[ModelT], **values: Any) -> ModelT:
         row[column.key] = key
     # Filled in as a load fills it (the state's dict, no attribute events): the declarative constructor's
     # instrumented setters cost more than the INSERT itself.
-    instance = sa.inspect(model).class_manager.new_instance()
+    # class_mapper, not inspect: it configures the mappers first when nothing has yet (a worker whose first act is
+    # this insert), else make_transient_to_detached finds no attribute implementations.
+    instance = sa.orm.class_mapper(model).class_manager.new_instance()
     instance.__dict__.update(row)
     make_transient_to_detached(instance)
     session.add(instance)
