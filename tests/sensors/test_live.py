@@ -115,6 +115,12 @@ def test_stream_sends_the_tile_at_once_then_each_new_value(fast, engine, gauge):
                 tile = stream.wait_for(lambda t: t["value"] == "280")
                 assert tile["id"] == gauge and tile["level"] == "waspada" and tile["status"] == "Waspada"
                 assert tile["unit"] == "cm" and tile["offline"] is False and tile["colour"] == "#f9a825"
+                # Public texts only: a new field (a device key, the Thing's properties) must be added here on purpose.
+                assert set(tile) == {
+                    "id", "name", "thing_name", "property_name", "desa_name", "kecamatan_name", "value", "unit",
+                    "time", "time_text", "level", "status", "colour", "offline", "device", "last_seen", "battery",
+                    "signal",
+                }  # fmt: skip
 
             # Stored by neither server (the ingest, another process): both see it, through the database.
             add(engine, fast, [NewObservation(gauge, now, 312.5)])
