@@ -272,3 +272,8 @@ def test_line_chart_draws_reference_lines_inside_the_axis_and_can_leave_out_mark
     assert "Siaga 300 cm" in texts(root)
     # Without markers only the last point keeps its circle (and its value label).
     assert [circle.get("data-value") for circle in root.iter(f"{SVG}circle")] == ["130.0"]
+    # Several series without markers: only the first series' last value is labelled, not one label on another.
+    series = {"Rata-rata": [1, 2], "Maksimum": [1.5, 2.5], "Minimum": [0.5, 1.5]}
+    band = parse(charts.line_chart(series, labels=["a", "b"], title="t", markers=False))
+    assert [node.text for node in band.iter(f"{SVG}text") if node.get("class") == "value"] == ["2"]
+    assert len(list(band.iter(f"{SVG}circle"))) == 3

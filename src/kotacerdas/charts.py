@@ -365,7 +365,8 @@ def line_chart(
     Each point carries a tooltip; the last point of every series is labelled with its value, and every
     point is when there is a single short series. `references` are (label, value, colour) drawn as dashed
     horizontal lines (thresholds), always inside the value axis; `markers=False` draws the lines without a circle
-    per point, for long series whose SVG would otherwise grow by a circle and a tooltip per point.
+    per point, for long series whose SVG would otherwise grow by a circle and a tooltip per point, and labels the
+    last value of the first series only (a band of min/avg/max series would stack three labels on one spot).
     """
     named = list(series.items() if isinstance(series, Mapping) else series)
     labels = [str(label) for label in labels]
@@ -476,7 +477,7 @@ def line_chart(
                 f'<circle cx="{_n(cx)}" cy="{_n(cy)}" r="3.5" fill="{colour}" data-value="{_esc(repr(value))}">'
                 f"<title>{_esc(name)}, {_esc(labels[index])}: {_esc(text)}</title></circle>"
             )
-            if label_all or index == last:
+            if label_all or (index == last and (markers or series_index == 0)):
                 parts.append(_value_label(cx, cy, value, text, gap=8))
         parts.append("</g>")
     return _close(parts)

@@ -548,9 +548,10 @@ def chart_svg(data: ChartData, *, title: str, unit: str, levels: dict[str, float
     if data.kind == "raw":
         series = {_("Reading"): [row.avg for row in data.rows]}
     else:
+        # The average first: the chart labels the first series' last value.
         series = {
-            _("Maximum"): [row.max for row in data.rows],
             _("Average"): [row.avg for row in data.rows],
+            _("Maximum"): [row.max for row in data.rows],
             _("Minimum"): [row.min for row in data.rows],
         }
     references = [
@@ -578,7 +579,7 @@ def chart_svg(data: ChartData, *, title: str, unit: str, levels: dict[str, float
         unit=unit,
         references=references,
         markers=len(labels) <= 60,
-        colours=("#0b5394",) if data.kind == "raw" else ("#b91c1c", "#0b5394", "#047857"),
+        colours=("#0b5394",) if data.kind == "raw" else ("#0b5394", "#b91c1c", "#047857"),
         empty_text=_("No readings in this range."),
     )
 
