@@ -166,8 +166,10 @@ def create_app(settings: Settings) -> FastAPI:
     from kotacerdas.reports import console as reports_console
     from kotacerdas.reports import open311 as reports_open311
     from kotacerdas.reports import pages as reports_pages
-    from kotacerdas.sensors import rules_web as sensors_rules
+    from kotacerdas.sensors import api as sensors_api
+    from kotacerdas.sensors import console as sensors_console
     from kotacerdas.sensors import pages as sensors_pages
+    from kotacerdas.sensors import rules_web as sensors_rules
     from kotacerdas.sensors import sensorthings
 
     engine = make_engine(settings)
@@ -289,8 +291,10 @@ def create_app(settings: Settings) -> FastAPI:
         events_pages.router,
         events_console.router,
         sensorthings.router,
-        sensors_pages.router,
         sensors_rules.router,
+        sensors_pages.router,
+        sensors_api.router,
+        sensors_console.router,
     ):
         app.include_router(router)
     return app
