@@ -56,6 +56,9 @@ def test_a_new_key_works_once_issued_the_old_one_stops_and_only_the_key_id_is_au
     posted = client.post(f"{ROOT}/Datastreams({datastream})/Observations", json={"result": 215}, headers=device)
     assert posted.status_code == 201, posted.text
     assert [result for _ds, _t, result in observations(session)] == [215]
+    # Heard from over HTTP as over MQTT: its health says online.
+    (listed,) = client.get("/api/v1/sensors/devices", headers=tokens("pupr_staff")).json()
+    assert listed["offline"] is False and listed["last_seen_at"] is not None
 
     second = client.post(f"/api/v1/sensors/devices/{thing['@iot.id']}/key", headers=tokens("admin")).json()
     assert second["key_id"] != key["key_id"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,6 +23,7 @@ from kotacerdas.config import Settings
 from kotacerdas.db import utcnow
 from kotacerdas.errors import NotFound, PermissionDenied
 from kotacerdas.i18n import _
+from kotacerdas.sensors.messages import Health
 from kotacerdas.sensors.models import Datastream, Thing
 
 # The account of the ingest workers in the broker's ACL (docs/mqtt.md); devices never get this name.
@@ -166,6 +168,32 @@ def renew_device_key(session: Session, *, thing_id: int, by: User, actor: Actor)
         before=before, after={"device_key_id": key.key_id},
     )  # fmt: skip
     return key
+
+
+def record_health(session: Session, healths: Iterable[Health]) -> None:
+    """Write what devices reported about themselves in the caller's transaction: last seen only moves forward, and
+    battery and signal are kept when a message does not say."""
+    rows = [
+        {"thing": h.thing_id, "seen": h.seen_at, "battery": h.battery_percent, "signal": h.signal_dbm}
+        for h in sorted(healths, key=lambda h: h.thing_id)  # one lock order for concurrent writers
+    ]
+    if not rows:
+        return
+    table = Thing.__table__
+    seen = sa.bindparam("seen", type_=table.c.last_seen_at.type)
+    statement = (
+        table.update()
+        .where(table.c.id == sa.bindparam("thing"))
+        .values(
+            last_seen_at=sa.case(
+                (sa.or_(table.c.last_seen_at.is_(None), table.c.last_seen_at < seen), seen),
+                else_=table.c.last_seen_at,
+            ),
+            battery_percent=sa.func.coalesce(sa.bindparam("battery", type_=sa.Float), table.c.battery_percent),
+            signal_dbm=sa.func.coalesce(sa.bindparam("signal", type_=sa.Float), table.c.signal_dbm),
+        )
+    )
+    session.connection().execute(statement, rows)
 
 
 def verify_device_key(session: Session, *, plain: str) -> int | None:

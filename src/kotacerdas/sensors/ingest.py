@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from kotacerdas.config import Settings
 from kotacerdas.db import WRITE_OPTION, make_engine, make_sessionmaker, utcnow
 from kotacerdas.sensors import store
+from kotacerdas.sensors.devices import record_health
 from kotacerdas.sensors.messages import (
     DatastreamInfo,
     DeviceInfo,
@@ -312,29 +313,7 @@ class IngestWorker:
         return due
 
     def _update_health(self, session: Session, healths: list[Health]) -> None:
-        if not healths:
-            return
-        table = Thing.__table__
-        seen = sa.bindparam("seen", type_=table.c.last_seen_at.type)
-        statement = (
-            table.update()
-            .where(table.c.id == sa.bindparam("thing"))
-            .values(
-                last_seen_at=sa.case(
-                    (sa.or_(table.c.last_seen_at.is_(None), table.c.last_seen_at < seen), seen),
-                    else_=table.c.last_seen_at,
-                ),
-                battery_percent=sa.func.coalesce(sa.bindparam("battery", type_=sa.Float), table.c.battery_percent),
-                signal_dbm=sa.func.coalesce(sa.bindparam("signal", type_=sa.Float), table.c.signal_dbm),
-            )
-        )
-        session.connection().execute(
-            statement,
-            [
-                {"thing": h.thing_id, "seen": h.seen_at, "battery": h.battery_percent, "signal": h.signal_dbm}
-                for h in sorted(healths, key=lambda h: h.thing_id)  # one lock order for concurrent workers
-            ],
-        )
+        record_health(session, healths)
 
     def _dead_letters(self, session: Session, refused: list[tuple[Message, Refused]]) -> None:
         if not refused:

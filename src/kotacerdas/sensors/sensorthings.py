@@ -25,11 +25,13 @@ from sqlalchemy.orm import Session
 
 from kotacerdas.accounts import service as accounts
 from kotacerdas.config import Settings
+from kotacerdas.db import utcnow
 from kotacerdas.deps import SessionDep, SettingsDep, client_ip
 from kotacerdas.errors import DomainError, NotAuthenticated
 from kotacerdas.problems import problem_response
+from kotacerdas.sensors import devices, service
 from kotacerdas.sensors import query as q
-from kotacerdas.sensors import service
+from kotacerdas.sensors.messages import Health
 from kotacerdas.sensors.service import SETS, Caller, EntitySet, StaError, StaNotFound
 
 PREFIX = "/sensorthings/v1.1"
@@ -335,8 +337,6 @@ def caller_of(request: Request, session: Session) -> Caller:
         try:
             user, _token = accounts.get_token_user(session, token=value)
         except NotAuthenticated:
-            from kotacerdas.sensors import devices
-
             thing_id = devices.verify_device_key(session, plain=value) if len(value) < 200 else None
             if thing_id is None:
                 raise StaUnauthorized("the API token or device key is invalid or revoked") from None
@@ -401,6 +401,7 @@ def create_observations(request: Request, session: SessionDep, settings: Setting
         ids = service.create_observations_batch(
             session, settings=settings, caller=caller, groups=data, max_observations=MAX_BATCH
         )
+        _device_seen(session, caller)
     except DomainError as error:
         session.rollback()
         return _problem(request, error)
@@ -409,6 +410,12 @@ def create_observations(request: Request, session: SessionDep, settings: Setting
         return _problem(request, StaError(f"the database refused the change ({type(error.orig).__name__})"))
     base = base_url(request, settings) + "/Observations("
     return _json([f"{base}{i})" for i in ids], status=201)
+
+
+def _device_seen(session: Session, caller: Caller) -> None:
+    """A device that posted Observations with its key was heard from now, as over MQTT (its health on the pages)."""
+    if caller.thing_id is not None:
+        devices.record_health(session, [Health(caller.thing_id, utcnow())])
 
 
 def _parse(body: bytes) -> Any:
@@ -472,6 +479,8 @@ def _resource(request: Request, path: str, session: Session, settings: Settings,
             body=data,
             parent=target.parent,
         )
+        if entity_set.name == "Observations":
+            _device_seen(session, caller)
         session.flush()
         row = service.get_entity(session, entity_set=entity_set, entity_id=created.id)
         link = f"{base}/{entity_set.name}({created.id})"
