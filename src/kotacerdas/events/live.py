@@ -16,7 +16,6 @@ import os
 import random
 import signal
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from kotacerdas.db import utcnow
 from kotacerdas.events.enums import PUBLIC_STATUSES, AlertLevel
 from kotacerdas.events.models import Event
 from kotacerdas.i18n import reset_locale, set_locale
+from kotacerdas.web.sse import FrameQueue
 
 log = logging.getLogger("kotacerdas.live")
 
@@ -155,50 +155,14 @@ class Change:
         return b"id: %d\nevent: event\ndata: %s\n\n" % (self.stamp, view)
 
 
-class Subscriber:
-    """One SSE connection's bounded queue of frames; closed when it overflows or the hub stops."""
+class Subscriber(FrameQueue):
+    """One SSE connection of the event stream: its filter and its bounded queue of frames."""
 
-    __slots__ = ("key", "closed", "_frames", "_waiter")
+    __slots__ = ("key",)
 
     def __init__(self, key: StreamFilter) -> None:
+        super().__init__(QUEUE_LIMIT)
         self.key = key
-        self.closed = False
-        self._frames: deque[bytes] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-
-    @property
-    def idle(self) -> bool:
-        return not self._frames
-
-    def push(self, frame: bytes) -> bool:
-        """Queue a frame; False when the queue is full (the caller drops the subscriber)."""
-        if self.closed:
-            return True
-        if len(self._frames) >= QUEUE_LIMIT:
-            return False
-        self._frames.append(frame)
-        self._wake()
-        return True
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def next_frame(self) -> bytes | None:
-        """The next frame to send, waiting for it; None once the stream must end."""
-        while not self._frames and not self.closed:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        if self.closed:
-            return None
-        return self._frames.popleft()
 
 
 # --- the hub -------------------------------------------------------------------------------------------------------

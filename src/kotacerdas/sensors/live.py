@@ -21,7 +21,6 @@ import logging
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kotacerdas.config import Settings
 from kotacerdas.i18n import SUPPORTED_LOCALES, reset_locale, set_locale
+from kotacerdas.web.sse import FrameQueue
 
 log = logging.getLogger("kotacerdas.sensors.live")
 
@@ -43,52 +43,16 @@ QUEUE_LIMIT = 64
 META_REFRESH_S = 30.0
 
 
-class TileSubscriber:
-    """One SSE stream's Datastreams, language and bounded queue of frames; closed on overflow or shutdown."""
+class TileSubscriber(FrameQueue):
+    """One SSE stream's Datastreams and language, with its bounded queue of frames."""
 
-    __slots__ = ("ids", "lang", "closed", "registered", "_frames", "_waiter")
+    __slots__ = ("ids", "lang", "registered")
 
     def __init__(self, ids: frozenset[int], lang: str) -> None:
+        super().__init__(QUEUE_LIMIT)
         self.ids = ids
         self.lang = lang
-        self.closed = False
         self.registered = False
-        self._frames: deque[bytes] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-
-    @property
-    def idle(self) -> bool:
-        return not self._frames
-
-    def push(self, frame: bytes) -> bool:
-        """Queue a frame; False when the queue is full (the hub then drops the stream)."""
-        if self.closed:
-            return True
-        if len(self._frames) >= QUEUE_LIMIT:
-            return False
-        self._frames.append(frame)
-        self._wake()
-        return True
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def next_frame(self) -> bytes | None:
-        """The next frame to send, waiting for it; None once the stream must end."""
-        while not self._frames and not self.closed:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        if self.closed:
-            return None
-        return self._frames.popleft()
 
 
 def tile_frame(view: dict[str, Any]) -> bytes:
