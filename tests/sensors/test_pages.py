@@ -16,26 +16,18 @@ from conftest import TEST_ACTOR
 from kotacerdas.agencies import service as agencies
 from kotacerdas.assets import service as assets
 from kotacerdas.assets.validation import RawAsset
-from kotacerdas.db import WRITE_OPTION
 from kotacerdas.regions import service as regions
-from kotacerdas.sensors import readings, store
+from kotacerdas.sensors import readings
 from kotacerdas.sensors.models import Datastream, ObservedProperty, Sensor, Thing
 from kotacerdas.sensors.store import NewObservation
+
+from .test_store import add
 
 MEASUREMENT = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
 LEVELS = {"waspada": 250, "siaga": 300, "awas": 350}
 MUARA_LAKITAN = "16.05.02"
 POINT = {"type": "Point", "coordinates": [102.93, -3.06]}
 CHART = re.compile(r'<svg xmlns="http://www.w3.org/2000/svg" class="chart.*?</svg>', re.S)
-
-
-def add(engine, settings, rows) -> list[int]:
-    """One batch in its own transaction, as the API and the ingest store them."""
-    with sa.orm.Session(engine) as session:
-        session.connection(execution_options={WRITE_OPTION: True})
-        ids = store.add_observations(session, rows, settings=settings)
-        session.commit()
-    return ids
 
 
 def make_stream(session, *, thing: Thing, prop: ObservedProperty, name: str, unit: str, levels=None) -> int:
