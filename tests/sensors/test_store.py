@@ -4,6 +4,7 @@ current values, all-or-nothing batches, hourly rollups, retention and PostgreSQL
 from __future__ import annotations
 
 import math
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -364,3 +365,110 @@ def test_text_that_only_looks_like_a_nul_escape_is_stored(engine, settings, sess
     (a,) = make_datastreams(session, 1)
     (oid,) = add(engine, settings, [NewObservation(a, T0, "C:\\u0000\\folder")])
     assert store.get_observation(session, oid).result == "C:\\u0000\\folder"
+
+
+def raw_hourly(session, datastream_id, start, end):
+    """The hourly figures computed from the raw observations: what `store.hourly` must answer at any moment."""
+    buckets: dict[datetime, list[float]] = {}
+    for o in store.list_observations(session, datastream_id=datastream_id, start=start, end=end, limit=100_000):
+        if type(o.result) in (int, float):
+            buckets.setdefault(o.phenomenon_time.replace(minute=0, second=0, microsecond=0), []).append(o.result)
+    return [(hour, len(v), min(v), max(v), pytest.approx(sum(v))) for hour, v in sorted(buckets.items())]
+
+
+def charted(session, datastream_id, start, end):
+    session.rollback()
+    return [(r.hour, r.count, r.min, r.max, r.sum) for r in store.hourly(session, datastream_id=datastream_id,
+                                                                          start=start, end=end)]  # fmt: skip
+
+
+def test_hourly_equals_the_raw_aggregation_before_and_after_the_rollup_with_late_and_deleted_rows(
+    engine, settings, session
+):
+    a, b = make_datastreams(session)
+    start, end = T0 - timedelta(hours=3), T0 + timedelta(hours=12)
+    rng = random.Random(6)
+    rows = [
+        NewObservation(rng.choice((a, b)), T0 + timedelta(seconds=rng.randrange(36_000)), round(rng.uniform(0, 9), 2))
+        for _n in range(300)
+    ]
+    for first in range(0, 300, 100):
+        add(engine, settings, rows[first : first + 100])
+
+    def check():
+        for ds in (a, b):
+            session.rollback()
+            assert charted(session, ds, start, end) == raw_hourly(session, ds, start, end)
+
+    check()  # nothing rolled up yet (SQLite: all in the journal; PostgreSQL: all past the watermark)
+    store.compact(engine, settings=settings)
+    store.maintain(engine, settings=settings, now=T0)
+    check()
+    # Late observations into hours already rolled up, an integer, a text (not rolled up), a new earlier hour.
+    late = [NewObservation(a, T0 + timedelta(minutes=5), 100.0), NewObservation(a, T0 + timedelta(hours=2), 7),
+            NewObservation(b, T0 + timedelta(hours=1, minutes=1), "rusak"),
+            NewObservation(b, T0 - timedelta(hours=2), -4.5)]  # fmt: skip
+    late_ids = add(engine, settings, late)
+    check()
+    store.compact(engine, settings=settings)
+    check()
+    # Deleting a rolled-up observation and one not rolled up yet.
+    pending = add(engine, settings, [NewObservation(a, T0 + timedelta(minutes=6), 50.0)])
+    with sa.orm.Session(engine) as writer:
+        writer.connection(execution_options={WRITE_OPTION: True})
+        assert store.delete_observation(writer, late_ids[0]) and store.delete_observation(writer, pending[0])
+        writer.commit()
+    check()
+    store.compact(engine, settings=settings)
+    check()
+    session.rollback()
+    assert charted(session, a, T0, T0 + timedelta(hours=1))[0][3] < 100.0  # the deleted maximum is gone
+
+
+def test_a_batch_of_mixed_rows_is_stored_as_given(engine, settings, session):
+    a, b = make_datastreams(session)
+    rows = [
+        NewObservation(a, T0, 1.5, feature_id=7),
+        NewObservation(b, T0, 2, feature_id=None),
+        NewObservation(a, T0 + timedelta(minutes=1), {"status": "ok"}, feature_id=7),
+        NewObservation(b, T0 + timedelta(minutes=1), 3.25, result_quality="good", feature_id=8),
+        NewObservation(a, T0 + timedelta(minutes=2), None),
+    ]
+    ids = add(engine, settings, rows)
+    plain = add(engine, settings, [NewObservation(a, T0 + timedelta(minutes=3), 4.0),
+                                   NewObservation(b, T0 + timedelta(minutes=3), 5.0, feature_id=9)])  # fmt: skip
+    session.rollback()
+    got = [store.get_observation(session, i) for i in ids + plain]
+    assert [(o.datastream_id, o.result, o.feature_id, o.result_quality) for o in got] == [
+        (a, 1.5, 7, None), (b, 2, None, None), (a, {"status": "ok"}, 7, None), (b, 3.25, 8, "good"),
+        (a, None, None, None), (a, 4.0, None, None), (b, 5.0, 9, None),
+    ]  # fmt: skip
+    assert type(got[1].result) is int
+    current = store.current_values(session)
+    assert (current[a].observation_id, current[b].observation_id) == (plain[0], plain[1])
+
+
+def test_concurrent_batches_over_the_same_datastreams_all_commit(engine, settings, session):
+    """PostgreSQL has no writer queue: two batches upserting the same current values lock them in the same order
+    instead of deadlocking (both databases run it)."""
+    import threading
+
+    streams = make_datastreams(session, 40)
+    errors = []
+
+    def writer(order):
+        try:
+            for n in range(15):
+                add(engine, settings, [NewObservation(ds, T0 + timedelta(minutes=n), float(n)) for ds in order])
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(order,)) for order in (streams, streams[::-1])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    session.rollback()
+    current = store.current_values(session)
+    assert {ds: current[ds].result for ds in streams} == dict.fromkeys(streams, 14.0)
