@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from kotacerdas.accounts import service as accounts
 from kotacerdas.config import Settings
 from kotacerdas.db import utcnow
-from kotacerdas.deps import SessionDep, SettingsDep, client_ip
+from kotacerdas.deps import SessionDep, SettingsDep, client_ip, writes_late
 from kotacerdas.errors import DomainError, NotAuthenticated
 from kotacerdas.problems import problem_response
 from kotacerdas.sensors import devices, service
@@ -393,6 +393,7 @@ def service_root(request: Request, settings: SettingsDep) -> Response:
 
 
 @router.post("/CreateObservations")
+@writes_late
 def create_observations(request: Request, session: SessionDep, settings: SettingsDep, body: Body) -> Response:
     """The dataArray extension: many Observations in one request, all stored or none (400 naming the bad row)."""
     try:
