@@ -192,6 +192,24 @@ def test_a_fast_rise_raises_a_waspada_warning_that_the_level_rule_takes_over_and
     assert {state.state for state in states.values()} == {"normal"}
 
 
+def test_a_rise_replayed_faster_than_real_time_ends_on_the_readings_clock(session, settings, seeded):
+    """Readings five minutes apart arriving every 30 seconds (a late worker catching up, or the simulator's --speed):
+    the rate rule's half hour of calm is counted on the readings' times, not on the worker's clock."""
+    datastream = make_gauge(session)
+    _threshold, rate_rule, _no_data = rules.seed_level_rules(session, datastream_id=datastream.id, actor=TEST_ACTOR)
+    session.commit()
+    series = river(150, 240, 10) + [240] * 24  # 120 cm/h for 45 minutes, then two flat hours
+    statuses = []
+    for index, value in enumerate(series):
+        observe(session, settings, datastream.id, T0 + index * STEP, value)
+        evaluate(session, settings, T0 + index * timedelta(seconds=30), rule_ids=[rate_rule.id])
+        found = rule_events(session)
+        statuses.append(found[0].status if found else None)
+    assert "aktif" in statuses, "the fast rise raised a warning"
+    # Two hours of readings took twelve minutes of the worker's clock: ended all the same.
+    assert statuses[-1] == "selesai"
+
+
 def test_no_data_and_an_offline_device_tell_the_opd_by_email_and_publish_nothing(session, settings, seeded, make_user):
     agency = (
         session.scalars(sa.select(Agency).where(Agency.short_name == "BPBD")).first()

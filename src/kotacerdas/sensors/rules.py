@@ -723,7 +723,9 @@ def _decide_rate(
         "threshold": rule.threshold,
         "minutes": rule.window_minutes,
     }
-    now = reader.now
+    # Durations on the readings' own times, as the threshold rule measures them: a late worker, or readings
+    # replayed faster than real time (the simulator's --speed), decide as a punctual worker would.
+    now = current.phenomenon_time if fresh and current is not None else reader.now
     if current_state is not RuleState.RAISED:
         if not rising:
             return _Decision(RuleState.NORMAL, "normal", now, **context) if current_state is RuleState.PENDING else None
