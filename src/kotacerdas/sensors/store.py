@@ -52,6 +52,7 @@ Datastream row are widened by the compaction (SQLite) or `maintain` (PostgreSQL)
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import re
@@ -541,15 +542,27 @@ def current_values(session: Session, datastream_ids: Iterable[int] | None = None
             sql += " WHERE datastream_id = ANY(:ids)"
             params["ids"] = ids
     # The driver's cursor and plain tuples: SQLAlchemy's Row per row cost as much as the query for 10,000
-    # (bench/current_values.py).
-    raw = _raw(session)
-    if sqlite:
-        rows = raw.execute(sql, params).fetchall()
-    else:
-        with raw.cursor() as cursor:
-            rows = cursor.execute(*_driver(sql, params, False)).fetchall()
-    values = {}
-    new = CurrentValue
+    # (bench/current_values.py). Without the cyclic garbage collector while the 20,000 tuples are made: a full
+    # collection they trigger walks the whole heap, and made every twentieth call four times slower (p50 22 ms,
+    # p95 86 ms; without it p95 23 ms).
+    values: dict[int, CurrentValue] = {}
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        raw = _raw(session)
+        if sqlite:
+            rows = raw.execute(sql, params).fetchall()
+        else:
+            with raw.cursor() as cursor:
+                rows = cursor.execute(*_driver(sql, params, False)).fetchall()
+        _build_current(rows, values, CurrentValue, sqlite)
+    finally:
+        if collecting:
+            gc.enable()
+    return values
+
+
+def _build_current(rows: list, values: dict, new: Any, sqlite: bool) -> None:
     for datastream_id, observation_id, time, rtype, number, value in rows:
         if rtype == RESULT_FLOAT:
             result = number
@@ -563,7 +576,6 @@ def current_values(session: Session, datastream_ids: Iterable[int] | None = None
             EPOCH + timedelta(microseconds=time) if sqlite else time.astimezone(UTC),
             result,
         )
-    return values
 
 
 def _driver(sql: str, params: dict[str, Any], sqlite: bool) -> tuple[str, Any]:
