@@ -472,3 +472,31 @@ def test_concurrent_batches_over_the_same_datastreams_all_commit(engine, setting
     session.rollback()
     current = store.current_values(session)
     assert {ds: current[ds].result for ds in streams} == dict.fromkeys(streams, 14.0)
+
+
+def test_postgres_rollup_waits_for_a_batch_in_flight_and_skips_none(backend, engine, settings, session):
+    """A batch that drew its ids but has not committed yet is not passed over by the rollup's watermark."""
+    if backend != "postgres":
+        pytest.skip("the rollup watermark is PostgreSQL's")
+    import threading
+
+    a, b = make_datastreams(session)
+    with sa.orm.Session(engine) as in_flight:
+        ids = store.add_observations(in_flight, [NewObservation(a, T0, 4.0)], settings=settings)
+        later = add(engine, settings, [NewObservation(b, T0, 6.0)])  # a larger id, committed first
+        assert later[0] > ids[0]
+        done = []
+        rolling = threading.Thread(target=lambda: done.append(store.roll_up(engine)))
+        rolling.start()
+        rolling.join(0.5)
+        assert rolling.is_alive()  # it waits for the batch in flight
+        in_flight.commit()
+    rolling.join(10)
+    assert done and done[0] >= 2
+    with engine.connect() as connection:
+        rolled = dict(connection.exec_driver_sql("SELECT datastream_id, count FROM sensor_hourly").all())
+    assert rolled == {a: 1, b: 1}
+    session.rollback()
+    for ds, value in ((a, 4.0), (b, 6.0)):
+        (hour,) = store.hourly(session, datastream_id=ds, start=T0, end=T0 + timedelta(hours=1))
+        assert (hour.count, hour.max) == (1, value)
