@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import random
-import signal
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,7 @@ from kotacerdas.db import utcnow
 from kotacerdas.events.enums import PUBLIC_STATUSES, AlertLevel
 from kotacerdas.events.models import Event
 from kotacerdas.i18n import reset_locale, set_locale
-from kotacerdas.web.sse import FrameQueue
+from kotacerdas.web.sse import FrameQueue, end_streams_on_exit
 
 log = logging.getLogger("kotacerdas.live")
 
@@ -421,7 +420,7 @@ async def start_live(*, settings: Settings, engine: Engine, session_factory: ses
         listener.start()
         # Changes committed once the app answers must be heard: wait (bounded) for the LISTEN to be in place.
         await asyncio.to_thread(listener.connected.wait, 10.0)
-    return Live(hub=hub, key=key, listener=listener, restore_signals=_end_streams_on_exit(hub))
+    return Live(hub=hub, key=key, listener=listener, restore_signals=end_streams_on_exit(hub.close_threadsafe))
 
 
 async def stop_live(live: Live) -> None:
@@ -434,30 +433,3 @@ async def stop_live(live: Live) -> None:
     await live.hub.stop()
     if live.listener is not None:
         await asyncio.to_thread(live.listener.stop)
-
-
-def _end_streams_on_exit(hub: Hub) -> Callable[[], None]:
-    """End the streams as soon as the server is told to stop (SIGTERM, SIGINT). uvicorn waits for open responses
-    before it runs the lifespan's shutdown, and a stream never ends by itself: without this, stopping a server with
-    subscribers would hang until it is killed. The handler uvicorn installed still runs, after ours."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    installed: list[tuple[int, Any, Any]] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous = signal.getsignal(signum)
-        if not callable(previous):
-            continue
-
-        def handler(number: int, frame: Any, previous: Callable[..., Any] = previous) -> None:
-            hub.close_threadsafe()
-            previous(number, frame)
-
-        signal.signal(signum, handler)
-        installed.append((signum, previous, handler))
-
-    def restore() -> None:
-        for signum, previous, handler in installed:
-            if signal.getsignal(signum) is handler:
-                signal.signal(signum, previous)
-
-    return restore

@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kotacerdas.config import Settings
 from kotacerdas.i18n import SUPPORTED_LOCALES, reset_locale, set_locale
-from kotacerdas.web.sse import FrameQueue
+from kotacerdas.web.sse import FrameQueue, end_streams_on_exit
 
 log = logging.getLogger("kotacerdas.sensors.live")
 
@@ -266,36 +264,10 @@ async def start_tiles(*, settings: Settings, session_factory: sessionmaker[Sessi
     tiles opens a stream."""
     hub = TileHub(settings=settings, session_factory=session_factory, loop=asyncio.get_running_loop())
     hub.start()
-    return LiveTiles(hub=hub, restore_signals=_end_streams_on_exit(hub))
+    return LiveTiles(hub=hub, restore_signals=end_streams_on_exit(hub.close_threadsafe))
 
 
 async def stop_tiles(tiles: LiveTiles) -> None:
     """End every stream and stop the poller."""
     tiles.restore_signals()
     await tiles.hub.stop()
-
-
-def _end_streams_on_exit(hub: TileHub) -> Callable[[], None]:
-    """End the streams as soon as the server is told to stop (SIGTERM, SIGINT): uvicorn waits for open responses
-    before the lifespan's shutdown, and a stream never ends by itself. The handler installed before still runs."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    installed: list[tuple[int, Any, Any]] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous = signal.getsignal(signum)
-        if not callable(previous):
-            continue
-
-        def handler(number: int, frame: Any, previous: Callable[..., Any] = previous) -> None:
-            hub.close_threadsafe()
-            previous(number, frame)
-
-        signal.signal(signum, handler)
-        installed.append((signum, previous, handler))
-
-    def restore() -> None:
-        for signum, previous, handler in installed:
-            if signal.getsignal(signum) is handler:
-                signal.signal(signum, previous)
-
-    return restore

@@ -4,7 +4,11 @@ bounded queue of frames, filled by a hub on the event loop and drained by the st
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 
 class FrameQueue:
@@ -52,3 +56,31 @@ class FrameQueue:
         if self.closed:
             return None
         return self._frames.popleft()
+
+
+def end_streams_on_exit(close_streams: Callable[[], None]) -> Callable[[], None]:
+    """Call `close_streams` as soon as the server is told to stop (SIGTERM, SIGINT), and return what undoes that.
+    uvicorn waits for open responses before it runs the lifespan's shutdown, and a stream never ends by itself:
+    without this, stopping a server with subscribers would hang until it is killed. The handler uvicorn installed
+    still runs, after ours. Only the main thread can install handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    installed: list[tuple[int, Any, Any]] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(signum)
+        if not callable(previous):
+            continue
+
+        def handler(number: int, frame: Any, previous: Callable[..., Any] = previous) -> None:
+            close_streams()
+            previous(number, frame)
+
+        signal.signal(signum, handler)
+        installed.append((signum, previous, handler))
+
+    def restore() -> None:
+        for signum, previous, handler in installed:
+            if signal.getsignal(signum) is handler:
+                signal.signal(signum, previous)
+
+    return restore
