@@ -40,7 +40,8 @@ import orjson
 import sqlalchemy as sa
 
 from bench.common import write_result
-from bench.reports_data import DEFAULT_POSTGRES, SECRET, bench_dir, postgres_available
+from bench.reports_data import bench_dir, postgres_available
+from bench.sensors_data import BenchDatabase
 from bench.server import start_server, stop
 from kotacerdas.accounts import service as accounts
 from kotacerdas.config import Settings
@@ -65,35 +66,10 @@ def _start() -> datetime:
     return today - timedelta(days=367)
 
 
-def sqlite_path() -> Path:
-    return bench_dir() / "ingest-http.db"
-
-
-def postgres_url() -> str:
-    server = os.environ.get("KOTACERDAS_BENCH_POSTGRES_URL") or os.environ.get(
-        "KOTACERDAS_TEST_POSTGRES_URL", DEFAULT_POSTGRES
-    )
-    return sa.engine.make_url(server).set(database=PG_DATABASE).render_as_string(hide_password=False)
-
-
-def settings_for(backend: str) -> Settings:
-    url = f"sqlite:///{sqlite_path()}" if backend == "sqlite" else postgres_url()
-    return Settings(
-        data_dir=bench_dir() / "data-ingest-http", database_url=url, secret_key=SECRET, worker_in_app=False,
-        map_index_preload=False,
-    )  # fmt: skip
-
-
-def fresh_database(backend: str) -> None:
-    if backend == "sqlite":
-        for suffix in ("", "-wal", "-shm", "-writer.lock"):
-            Path(f"{sqlite_path()}{suffix}").unlink(missing_ok=True)
-        return
-    admin = sa.create_engine(sa.engine.make_url(postgres_url()).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-        connection.exec_driver_sql(f'CREATE DATABASE "{PG_DATABASE}"')
-    admin.dispose()
+DATABASE = BenchDatabase("ingest-http.db", PG_DATABASE, "data-ingest-http")
+# What bench/current_values.py and the runs below call.
+sqlite_path, postgres_url, settings_for = DATABASE.sqlite_path, DATABASE.postgres_url, DATABASE.settings_for
+fresh_database = DATABASE.fresh
 
 
 def seed(settings: Settings, start: datetime, rows: int) -> tuple[str, list[int], int]:

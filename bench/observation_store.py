@@ -36,8 +36,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from bench.common import write_result
-from bench.reports_data import DEFAULT_POSTGRES, SECRET, bench_dir, postgres_available
-from kotacerdas.config import Settings
+from bench.reports_data import bench_dir, postgres_available
+from bench.sensors_data import BenchDatabase
 from kotacerdas.db import WRITE_OPTION, make_engine
 from kotacerdas.migrate import upgrade_database
 from kotacerdas.sensors import store
@@ -54,36 +54,10 @@ PG_DATABASE = "kotacerdas_bench_observations"
 MEASUREMENT = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
 
 
-def sqlite_path() -> Path:
-    """The SQLite database the run leaves behind for bench/current_values.py."""
-    return bench_dir() / "observations.db"
-
-
-def postgres_url() -> str:
-    server = os.environ.get("KOTACERDAS_BENCH_POSTGRES_URL") or os.environ.get(
-        "KOTACERDAS_TEST_POSTGRES_URL", DEFAULT_POSTGRES
-    )
-    return sa.engine.make_url(server).set(database=PG_DATABASE).render_as_string(hide_password=False)
-
-
-def settings_for(backend: str, **overrides: Any) -> Settings:
-    url = f"sqlite:///{sqlite_path()}" if backend == "sqlite" else postgres_url()
-    return Settings(
-        data_dir=bench_dir() / "data-observations", database_url=url, secret_key=SECRET, worker_in_app=False,
-        map_index_preload=False, **overrides,
-    )  # fmt: skip
-
-
-def fresh_database(backend: str) -> None:
-    if backend == "sqlite":
-        for suffix in ("", "-wal", "-shm", "-writer.lock"):
-            Path(f"{sqlite_path()}{suffix}").unlink(missing_ok=True)
-        return
-    admin = sa.create_engine(sa.engine.make_url(postgres_url()).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-        connection.exec_driver_sql(f'CREATE DATABASE "{PG_DATABASE}"')
-    admin.dispose()
+DATABASE = BenchDatabase("observations.db", PG_DATABASE, "data-observations")
+# What bench/current_values.py and the runs below call.
+sqlite_path, postgres_url, settings_for = DATABASE.sqlite_path, DATABASE.postgres_url, DATABASE.settings_for
+fresh_database = DATABASE.fresh
 
 
 def create_datastreams(engine: sa.Engine) -> list[int]:
