@@ -81,6 +81,20 @@ def test_a_new_key_works_once_issued_the_old_one_stops_and_only_the_key_id_is_au
     assert all(key["mqtt_password"] not in str(entry.after) + str(entry.before) for entry in entries)
 
 
+def test_a_station_fed_with_a_staff_token_is_heard_from_by_its_readings(client, tokens):
+    thing = pupr_gauge(client, tokens)
+    datastream = first_datastream(client, thing["@iot.id"])
+    (before,) = client.get("/api/v1/sensors/devices", headers=tokens("pupr_staff")).json()
+    assert before["offline"] is True and before["last_seen_at"] is None
+    posted = client.post(
+        f"{ROOT}/Datastreams({datastream})/Observations", json={"result": 199}, headers=tokens("pupr_staff")
+    )
+    assert posted.status_code == 201
+    (after,) = client.get("/api/v1/sensors/devices", headers=tokens("pupr_staff")).json()
+    # As the public tile counts it: its newest reading is news of the device.
+    assert after["offline"] is False and after["last_seen_at"] is not None
+
+
 def test_keys_and_device_lists_follow_the_opd_and_the_permission(client, tokens, staff, session):
     thing = pupr_gauge(client, tokens)
     path = f"/api/v1/sensors/devices/{thing['@iot.id']}/key"

@@ -116,9 +116,13 @@ def list_devices(session: Session, *, settings: Settings, by: User, now: datetim
     if by.role != Role.ADMIN.value:
         statement = statement.where(Thing.agency_id == by.agency_id)
     names = agencies.agency_names(session)
+    heard = _newest_readings(session, None if by.role == Role.ADMIN.value else by.agency_id)
     devices = []
     for row in session.execute(statement):
         (thing_id, name, agency_id, desa, kecamatan, key_id, seen, battery, signal, minutes, count) = row
+        # Heard from at the newer of its own messages and its newest reading, as the public tiles count it (a
+        # station fed through the API with a staff token never sets last_seen_at).
+        seen = max((time for time in (seen, heard.get(thing_id)) if time is not None), default=None)
         devices.append(
             Device(
                 thing_id,
@@ -136,6 +140,23 @@ def list_devices(session: Session, *, settings: Settings, by: User, now: datetim
             )  # fmt: skip
         )
     return devices
+
+
+def _newest_readings(session: Session, agency_id: int | None) -> dict[int, datetime]:
+    """The time of each Thing's newest reading (of an OPD's Things, or of all when None), from the current values."""
+    from kotacerdas.sensors import store
+
+    statement = sa.select(Datastream.id, Datastream.thing_id)
+    if agency_id is not None:
+        statement = statement.join(Thing, Thing.id == Datastream.thing_id).where(Thing.agency_id == agency_id)
+    pairs = session.execute(statement).all()
+    current = store.current_values(session, [datastream_id for datastream_id, _thing in pairs])
+    newest: dict[int, datetime] = {}
+    for datastream_id, thing_id in pairs:
+        value = current.get(datastream_id)
+        if value is not None and (thing_id not in newest or value.phenomenon_time > newest[thing_id]):
+            newest[thing_id] = value.phenomenon_time
+    return newest
 
 
 def get_device(session: Session, *, settings: Settings, thing_id: int, by: User) -> Device:
