@@ -89,3 +89,25 @@ def test_a_new_reading_changes_the_open_tile_without_reload(page, live_server, a
     expect(page.locator('[data-field="value"]')).to_have_text("312,5")
     expect(page.locator("#sensor-live-status")).to_contain_text("Langsung")
     assert page.errors == []
+
+
+def test_a_refused_stream_is_opened_again_later(page, live_server):
+    """A server at its cap of streams answers 503, after which the browser's EventSource gives up for good: the page
+    opens the stream again itself (here with its delay shortened, through an init script)."""
+    page.add_init_script(
+        "const later = window.setTimeout;"
+        "window.setTimeout = (callback, ms, ...rest) => later(callback, ms >= 15000 ? 200 : ms, ...rest);"
+    )
+    asked = []
+
+    def refuse_first(route):
+        asked.append(route.request.url)
+        if len(asked) == 1:
+            route.fulfill(status=503, body="too many streams")
+        else:
+            route.continue_()
+
+    page.route("**/sensor/live?*", refuse_first)
+    page.goto("/sensor")
+    expect(page.locator("#sensor-live-status")).to_contain_text("Langsung")
+    assert len(asked) >= 2

@@ -91,7 +91,13 @@
   var streams = [];
   var openCount = 0;
 
-  function follow(chunk) {
+  // The browser retries a dropped stream by itself, but gives up for good when the server answers with an error
+  // status (503 when this process already serves its cap of streams): then open it again ourselves, later and at a
+  // random moment so that many pages do not come back at once.
+  var RETRY_MIN_MS = 15000;
+  var RETRY_SPREAD_MS = 30000;
+
+  function follow(chunk, slot) {
     var source = new EventSource("/sensor/live?datastreams=" + chunk.join(","));
     var isOpen = false;
     source.addEventListener("open", function () {
@@ -109,15 +115,24 @@
         openCount -= 1;
       }
       say("offline");
+      if (source.readyState === EventSource.CLOSED) {
+        window.setTimeout(function () {
+          if (!leaving && streams[slot] === source) {
+            follow(chunk, slot);
+          }
+        }, RETRY_MIN_MS + Math.random() * RETRY_SPREAD_MS);
+      }
     });
     source.addEventListener("tile", onTile);
-    streams.push(source);
+    streams[slot] = source;
   }
 
   for (var start = 0; start < ids.length; start += MAX_IDS) {
-    follow(ids.slice(start, start + MAX_IDS));
+    follow(ids.slice(start, start + MAX_IDS), streams.length);
   }
+  var leaving = false;
   window.addEventListener("pagehide", function () {
+    leaving = true;
     streams.forEach(function (stream) {
       stream.close();
     });
