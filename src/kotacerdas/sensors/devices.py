@@ -61,12 +61,25 @@ def issue_device_key(session: Session, *, thing_id: int) -> IssuedKey:
     return key
 
 
-def is_offline(last_seen_at: datetime | None, offline_after_minutes: int | None, *, settings: Settings,
-               now: datetime) -> bool:  # fmt: skip
-    """Whether a device is offline by `now`: never heard from, or silent for longer than its own limit (the Thing's
-    `offline_after_minutes`) or the setting's default."""
-    limit = timedelta(minutes=offline_after_minutes or settings.sensor_offline_after_minutes)
-    return last_seen_at is None or now - last_seen_at > limit
+def heard_from(last_seen_at: datetime | None, newest_reading_at: datetime | None, now: datetime) -> datetime | None:
+    """When a device was last heard from, the one rule of the console, the public tiles and the rules: the newer of
+    its own messages (`last_seen_at`, written by the ingest) and its newest reading (a station fed through the API
+    with a staff token never sets `last_seen_at`), a time ahead of `now` counted as `now` (a fast device clock, or
+    the simulator's `--speed`, stamps readings ahead); None when never."""
+    times = [time for time in (last_seen_at, newest_reading_at) if time is not None]
+    return min(max(times), now) if times else None
+
+
+def offline_limit(offline_after_minutes: int | None, *, settings: Settings, fallback: int | None = None) -> int:
+    """How many minutes a Thing may be silent before it is offline: its own `offline_after_minutes`, else `fallback`
+    (a device_offline rule's duration), else the setting `sensor_offline_after_minutes`."""
+    return offline_after_minutes or fallback or settings.sensor_offline_after_minutes
+
+
+def is_offline(heard_at: datetime | None, limit_minutes: int, now: datetime) -> bool:
+    """Whether a device last heard from at `heard_at` (`heard_from`) is offline by `now`: never heard from, or silent
+    for longer than `limit_minutes` (`offline_limit`)."""
+    return heard_at is None or now - heard_at > timedelta(minutes=limit_minutes)
 
 
 @dataclass(frozen=True)
@@ -120,9 +133,7 @@ def list_devices(session: Session, *, settings: Settings, by: User, now: datetim
     devices = []
     for row in session.execute(statement):
         (thing_id, name, agency_id, desa, kecamatan, key_id, seen, battery, signal, minutes, count) = row
-        # Heard from at the newer of its own messages and its newest reading, as the public tiles count it (a
-        # station fed through the API with a staff token never sets last_seen_at).
-        seen = max((time for time in (seen, heard.get(thing_id)) if time is not None), default=None)
+        seen = heard_from(seen, heard.get(thing_id), now)
         devices.append(
             Device(
                 thing_id,
@@ -135,7 +146,7 @@ def list_devices(session: Session, *, settings: Settings, by: User, now: datetim
                 seen,
                 battery,
                 signal,
-                is_offline(seen, minutes, settings=settings, now=now),
+                is_offline(seen, offline_limit(minutes, settings=settings), now),
                 int(count),
             )  # fmt: skip
         )

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from kotacerdas.config import Settings
 from kotacerdas.enums import LabelledEnum
 from kotacerdas.i18n import _
-from kotacerdas.sensors import store
+from kotacerdas.sensors import devices, store
 from kotacerdas.sensors.models import Datastream, ObservedProperty, Thing
 
 # More tiles than this on one page is a wall nobody reads, and a live stream is capped at it too: filter instead.
@@ -122,7 +122,7 @@ class TileMeta:
     last_seen_at: datetime | None
     battery_percent: float | None
     signal_dbm: float | None
-    offline_after: timedelta
+    offline_after_minutes: int  # the Thing's own limit, else the setting's (devices.offline_limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +151,11 @@ class Tile:
 
 
 def health_of(meta: TileMeta, current: store.CurrentValue | None, now: datetime) -> Health:
-    """The device's health now. It was last heard from at the newer of its `last_seen_at` (written by the ingest
-    for device messages) and the time of this Datastream's newest reading (a station fed through the API with a
-    staff token never sets `last_seen_at`); offline when that is longer ago than its limit, or never."""
-    seen = meta.last_seen_at
-    if current is not None and (seen is None or current.phenomenon_time > seen):
-        seen = min(current.phenomenon_time, now)
-    offline = seen is None or now - seen > meta.offline_after
+    """The device's health now, by the device console's rule (`devices.heard_from`, `devices.is_offline`): heard
+    from at the newer of its `last_seen_at` and this Datastream's newest reading, a time ahead of now counted as now;
+    offline when that is longer ago than its limit, or never."""
+    seen = devices.heard_from(meta.last_seen_at, current.phenomenon_time if current is not None else None, now)
+    offline = devices.is_offline(seen, meta.offline_after_minutes, now)
     return Health(seen, meta.battery_percent, meta.signal_dbm, offline)
 
 
@@ -206,7 +204,7 @@ def _meta(row: Sequence[Any], settings: Settings) -> TileMeta:
         last_seen_at=seen,
         battery_percent=battery,
         signal_dbm=signal,
-        offline_after=timedelta(minutes=minutes or settings.sensor_offline_after_minutes),
+        offline_after_minutes=devices.offline_limit(minutes, settings=settings),
     )
 
 

@@ -48,6 +48,7 @@ from kotacerdas.enums import LabelledEnum
 from kotacerdas.errors import DomainError, InvalidInput, NotFound
 from kotacerdas.events.enums import ONGOING_STATUSES, AlertLevel, EventCategory, LinkKind
 from kotacerdas.i18n import _, reset_locale, set_locale
+from kotacerdas.sensors import devices
 from kotacerdas.sensors.models import Datastream, Location, SensorRule, SensorRuleState, Thing, ThingLocation
 
 if TYPE_CHECKING:
@@ -759,8 +760,9 @@ def _decide_silence(
 
 
 def offline_minutes(rule: SensorRule, thing: Thing, settings: Settings) -> int:
-    """How long a Thing may be silent: its own setting, else the rule's, else the installation's default."""
-    return thing.offline_after_minutes or rule.duration_minutes or settings.sensor_offline_after_minutes
+    """How long a Thing may be silent: its own setting, else the rule's, else the installation's default (the limit of
+    the device console and the public tiles, `devices.offline_limit`, with the rule's duration before the default)."""
+    return devices.offline_limit(thing.offline_after_minutes, settings=settings, fallback=rule.duration_minutes)
 
 
 @dataclass
