@@ -30,12 +30,15 @@ def fed_gauge(client, tokens, name: str, *, at: datetime, offline_after_minutes:
 
 
 def agree(session, settings, staff, thing: int, datastream: int, now: datetime) -> readings.Health:
-    """The public tile's health at `now`, after checking that the device console says the same of the device."""
+    """The public tile's health at `now`, after checking that the device console (its list and the device's own page)
+    says the same of the device."""
     session.rollback()
     health = readings.get_tile(session, settings=settings, datastream_id=datastream, now=now).health
     listed = devices.list_devices(session, settings=settings, by=staff("pupr_staff"), now=now)
     (device,) = (device for device in listed if device.id == thing)
     assert (device.last_seen_at, device.offline) == (health.last_seen_at, health.offline)
+    one = devices.get_device(session, settings=settings, thing_id=thing, by=staff("pupr_staff"), now=now)
+    assert one == device
     return health
 
 

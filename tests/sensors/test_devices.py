@@ -125,21 +125,31 @@ def test_the_console_lists_devices_and_shows_a_new_key_once(client, tokens, staf
     shown = client.post(page_url + "/kunci", data={"csrf_token": token})
     assert shown.status_code == 200 and shown.headers["cache-control"] == "no-store"
     plain = re.search(r'<code id="device-key">([^<]+)</code>', shown.text).group(1)
+    key_id, _dot, secret = plain.partition(".")
+    # The page with the key already names it as the device's key id (and as the MQTT username).
+    assert shown.text.count(f"<code>{key_id}</code>") == 2
     # Shown once: the device's page afterwards names the key id, never the secret.
     again = client.get(page_url).text
-    key_id, _dot, secret = plain.partition(".")
     assert key_id in again and secret not in again
     # Without the form's CSRF token nothing is issued.
     assert client.post(page_url + "/kunci", data={}).status_code == 403
 
 
-def test_the_console_refuses_other_opds_devices_and_roles_without_the_permission(client, tokens, staff):
+def test_the_console_refuses_other_opds_devices_and_roles_without_the_permission(client, tokens, staff, session):
     thing = pupr_gauge(client, tokens)
-    staff("dlh_staff")
+    own = create(client, tokens("dlh_staff"), "/Things", gauge("Stasiun udara Tugumulyo"))
     staff("pimpinan")
     assert post_login(client, "dlh.staff", TEST_PASSWORD).status_code == 303
     assert client.get(f"/konsol/sensor/perangkat/{thing['@iot.id']}").status_code == 403
+    assert client.get("/konsol/sensor/perangkat/999999").status_code == 404
     assert "Pos duga air Kelingi" not in client.get("/konsol/sensor").text
+    # No key for another OPD's device, nor for an unknown one, with a valid form.
+    token = csrf_from(client, f"/konsol/sensor/perangkat/{own['@iot.id']}")
+    refused = client.post(f"/konsol/sensor/perangkat/{thing['@iot.id']}/kunci", data={"csrf_token": token})
+    assert refused.status_code == 403
+    assert client.post("/konsol/sensor/perangkat/999999/kunci", data={"csrf_token": token}).status_code == 404
+    session.rollback()
+    assert session.get(Thing, thing["@iot.id"]).device_key_id is None
     client.cookies.clear()
     assert post_login(client, "pimpinan", TEST_PASSWORD).status_code == 303
     assert client.get("/konsol/sensor").status_code == 403

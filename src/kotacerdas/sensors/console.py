@@ -64,8 +64,9 @@ def renew_device_key(
     posted: PostedForm,
 ) -> HTMLResponse:  # fmt: skip
     """Issue a new device key and show it this once (the page is not cached)."""
-    key = devices.renew_device_key(session, thing_id=thing_id, by=user, actor=actor_of(request, user))
-    device = devices.get_device(session, settings=settings, thing_id=thing_id, by=user)
+    key, device = devices.renew_device_key_and_get_device(
+        session, settings=settings, thing_id=thing_id, by=user, actor=actor_of(request, user)
+    )
     response = render(
         request,
         "sensors/console_device.html",

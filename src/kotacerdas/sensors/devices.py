@@ -100,6 +100,29 @@ class Device:
     datastreams: int
 
 
+# What the console shows of a Thing (a row of these columns, or the Thing itself).
+_DEVICE_COLUMNS = (
+    Thing.id,
+    Thing.name,
+    Thing.agency_id,
+    Thing.desa_code,
+    Thing.kecamatan_code,
+    Thing.device_key_id,
+    Thing.last_seen_at,
+    Thing.battery_percent,
+    Thing.signal_dbm,
+    Thing.offline_after_minutes,
+)
+
+
+@dataclass(frozen=True)
+class _Streams:
+    """A Thing's number of Datastreams and the time of its newest reading."""
+
+    count: int = 0
+    newest: datetime | None = None
+
+
 def list_devices(session: Session, *, settings: Settings, by: User, now: datetime | None = None) -> list[Device]:
     """The Things `by` manages (an admin every OPD's, OPD staff their own OPD's), by name, with their health."""
     from kotacerdas.agencies import service as agencies
@@ -108,95 +131,96 @@ def list_devices(session: Session, *, settings: Settings, by: User, now: datetim
     if not can_manage_agency(by, by.agency_id):
         raise PermissionDenied(_("Managing devices needs the sensors.manage permission."))
     now = now or utcnow()
-    counts = sa.select(Datastream.thing_id, sa.func.count().label("n")).group_by(Datastream.thing_id).subquery("counts")
-    statement = (
-        sa.select(
-            Thing.id,
-            Thing.name,
-            Thing.agency_id,
-            Thing.desa_code,
-            Thing.kecamatan_code,
-            Thing.device_key_id,
-            Thing.last_seen_at,
-            Thing.battery_percent,
-            Thing.signal_dbm,
-            Thing.offline_after_minutes,
-            sa.func.coalesce(counts.c.n, 0),
-        )  # fmt: skip
-        .outerjoin(counts, counts.c.thing_id == Thing.id)
-        .order_by(Thing.name, Thing.id)
-    )
-    if by.role != Role.ADMIN.value:
-        statement = statement.where(Thing.agency_id == by.agency_id)
+    managed = sa.true() if by.role == Role.ADMIN.value else Thing.agency_id == by.agency_id
     names = agencies.agency_names(session)
-    heard = _newest_readings(session, None if by.role == Role.ADMIN.value else by.agency_id)
-    devices = []
-    for row in session.execute(statement):
-        (thing_id, name, agency_id, desa, kecamatan, key_id, seen, battery, signal, minutes, count) = row
-        seen = heard_from(seen, heard.get(thing_id), now)
-        devices.append(
-            Device(
-                thing_id,
-                name,
-                agency_id,
-                names.get(agency_id),
-                desa,
-                kecamatan,
-                key_id,
-                seen,
-                battery,
-                signal,
-                is_offline(seen, offline_limit(minutes, settings=settings), now),
-                int(count),
-            )  # fmt: skip
-        )
-    return devices
+    streams = _streams(session, managed)
+    rows = session.execute(sa.select(*_DEVICE_COLUMNS).where(managed).order_by(Thing.name, Thing.id))
+    return [_device(row, names.get(row.agency_id), streams.get(row.id, _Streams()), settings, now) for row in rows]
 
 
-def _newest_readings(session: Session, agency_id: int | None) -> dict[int, datetime]:
-    """The time of each Thing's newest reading (of an OPD's Things, or of all when None), from the current values."""
+def get_device(session: Session, *, settings: Settings, thing_id: int, by: User, now: datetime | None = None) -> Device:
+    """One Thing of the device console, if `by` manages it, from that Thing and its own Datastreams only."""
+    return _device_of(session, _managed_thing(session, thing_id, by), settings, now or utcnow())
+
+
+def _device_of(session: Session, thing: Thing, settings: Settings, now: datetime) -> Device:
+    from kotacerdas.agencies import service as agencies
+
+    agency_name = agencies.get_agency(session, agency_id=thing.agency_id).name if thing.agency_id is not None else None
+    streams = _streams(session, Thing.id == thing.id).get(thing.id, _Streams())
+    return _device(thing, agency_name, streams, settings, now)
+
+
+def _device(
+    thing: Thing | sa.Row, agency_name: str | None, streams: _Streams, settings: Settings, now: datetime
+) -> Device:
+    seen = heard_from(thing.last_seen_at, streams.newest, now)
+    return Device(
+        id=thing.id,
+        name=thing.name,
+        agency_id=thing.agency_id,
+        agency_name=agency_name,
+        desa_code=thing.desa_code,
+        kecamatan_code=thing.kecamatan_code,
+        device_key_id=thing.device_key_id,
+        last_seen_at=seen,
+        battery_percent=thing.battery_percent,
+        signal_dbm=thing.signal_dbm,
+        offline=is_offline(seen, offline_limit(thing.offline_after_minutes, settings=settings), now),
+        datastreams=streams.count,
+    )
+
+
+def _streams(session: Session, things: sa.ColumnElement[bool]) -> dict[int, _Streams]:
+    """The Datastreams and newest reading (from the current values) of each of the Things `things` selects."""
     from kotacerdas.sensors import store
 
-    statement = sa.select(Datastream.id, Datastream.thing_id)
-    if agency_id is not None:
-        statement = statement.join(Thing, Thing.id == Datastream.thing_id).where(Thing.agency_id == agency_id)
-    pairs = session.execute(statement).all()
+    pairs = session.execute(
+        sa.select(Datastream.id, Datastream.thing_id).join(Thing, Thing.id == Datastream.thing_id).where(things)
+    ).all()
     current = store.current_values(session, [datastream_id for datastream_id, _thing in pairs])
+    counts: dict[int, int] = {}
     newest: dict[int, datetime] = {}
     for datastream_id, thing_id in pairs:
+        counts[thing_id] = counts.get(thing_id, 0) + 1
         value = current.get(datastream_id)
         if value is not None and (thing_id not in newest or value.phenomenon_time > newest[thing_id]):
             newest[thing_id] = value.phenomenon_time
-    return newest
+    return {thing_id: _Streams(count, newest.get(thing_id)) for thing_id, count in counts.items()}
 
 
-def get_device(session: Session, *, settings: Settings, thing_id: int, by: User) -> Device:
-    """One Thing of the device console, if `by` manages it."""
+def _managed_thing(session: Session, thing_id: int, by: User) -> Thing:
+    """The Thing `thing_id` if `by` may manage it (404 unknown, 403 another OPD's)."""
+    from kotacerdas.sensors.service import can_manage_agency
+
     thing = session.get(Thing, thing_id)
     if thing is None:
         raise NotFound(_("No such device."))
-    _require_device_manager(by, thing)
-    return next(device for device in list_devices(session, settings=settings, by=by) if device.id == thing_id)
-
-
-def _require_device_manager(by: User, thing: Thing) -> None:
-    from kotacerdas.sensors.service import can_manage_agency
-
     if not can_manage_agency(by, thing.agency_id):
         raise PermissionDenied(_("Only staff of the OPD that owns this device may manage it."))
+    return thing
 
 
 def renew_device_key(session: Session, *, thing_id: int, by: User, actor: Actor) -> IssuedKey:
     """Issue a new key for a Thing that `by` manages (the old key stops working at once), audited with the key id
     only; the secret is in the answer this once and nowhere else."""
-    thing = session.get(Thing, thing_id)
-    if thing is None:
-        raise NotFound(_("No such device."))
-    _require_device_manager(by, thing)
+    return _renew_key(session, _managed_thing(session, thing_id, by), actor)
+
+
+def renew_device_key_and_get_device(
+    session: Session, *, settings: Settings, thing_id: int, by: User, actor: Actor, now: datetime | None = None
+) -> tuple[IssuedKey, Device]:
+    """`renew_device_key`, and the device as the console then shows it (`get_device`), from one look-up of the Thing."""
+    thing = _managed_thing(session, thing_id, by)
+    key = _renew_key(session, thing, actor)
+    return key, _device_of(session, thing, settings, now or utcnow())
+
+
+def _renew_key(session: Session, thing: Thing, actor: Actor) -> IssuedKey:
     before = {"device_key_id": thing.device_key_id}
-    key = issue_device_key(session, thing_id=thing_id)
+    key = issue_device_key(session, thing_id=thing.id)  # updates `thing` in the session too (synchronize "fetch")
     record_change(
-        session, actor=actor, action="sensor.device_key.issue", entity_type="sensor_thing", entity_id=thing_id,
+        session, actor=actor, action="sensor.device_key.issue", entity_type="sensor_thing", entity_id=thing.id,
         before=before, after={"device_key_id": key.key_id},
     )  # fmt: skip
     return key
