@@ -500,3 +500,55 @@ def test_postgres_rollup_waits_for_a_batch_in_flight_and_skips_none(backend, eng
     for ds, value in ((a, 4.0), (b, 6.0)):
         (hour,) = store.hourly(session, datastream_id=ds, start=T0, end=T0 + timedelta(hours=1))
         assert (hour.count, hour.max) == (1, value)
+
+
+def test_sqlite_retention_in_the_open_segment_keeps_its_hours(backend, engine, settings, session):
+    """The open segment has no rollups (its hours come from its raw rows): retention that deletes some of its rows
+    builds them first, and the merges after that keep them up to date."""
+    if backend != "sqlite":
+        pytest.skip("segments are SQLite's")
+    (a,) = make_datastreams(session, 1)
+    small = settings.model_copy(update={"sensor_compact_rows": 1_000})
+    old_start = T0 - timedelta(days=400)
+    old = [NewObservation(a, old_start + timedelta(minutes=2 * n), float(n % 13)) for n in range(300)]
+    new = [NewObservation(a, T0 + timedelta(minutes=2 * n), float(n % 7)) for n in range(300)]
+    add(engine, settings, old + new)
+    store.compact(engine, settings=small)
+    old_end = old_start + timedelta(days=1)
+    old_hours = charted(session, a, old_start, old_end)
+    assert old_hours == raw_hourly(session, a, old_start, old_end) and len(old_hours) == 10
+    with sa.orm.Session(engine) as writer:
+        writer.connection(execution_options={WRITE_OPTION: True})
+        assert store.purge_before(writer, cutoff=T0 - timedelta(days=1)) == 300
+        writer.commit()
+    session.rollback()
+    assert store.list_observations(session, datastream_id=a, start=old_start, end=old_end) == []
+    assert charted(session, a, old_start, old_end) == old_hours
+    # More rows merged into the same segment, past its size: its hours stay equal to the raw rows'.
+    later = [NewObservation(a, T0 + timedelta(minutes=2 * n + 1), float(n % 5)) for n in range(500)]
+    add(engine, settings, later)
+    store.compact(engine, settings=small)
+    end = T0 + timedelta(days=2)
+    assert charted(session, a, T0, end) == raw_hourly(session, a, T0, end)
+    assert charted(session, a, old_start, old_end) == old_hours
+
+
+def test_sqlite_a_full_segment_rolls_up_once_and_reads_the_same(backend, engine, settings, session):
+    if backend != "sqlite":
+        pytest.skip("segments are SQLite's")
+    a, b = make_datastreams(session)
+    small = settings.model_copy(update={"sensor_compact_rows": 1_000})
+    rng = random.Random(9)
+    rows = [
+        NewObservation(rng.choice((a, b)), T0 + timedelta(seconds=rng.randrange(86_400)), rng.choice((1.5, 2, "x")))
+        for _n in range(1_400)
+    ]
+    add(engine, settings, rows[:700])
+    store.compact(engine, settings=small)  # an open segment of 700: no rollups yet
+    add(engine, settings, rows[700:])
+    store.compact(engine, settings=small)  # 1,400: full, rolled up in the merge that filled it
+    with engine.connect() as connection:
+        tables = {name for (name,) in connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "sensor_obs_h000001" in tables
+    for ds in (a, b):
+        assert charted(session, ds, T0, T0 + timedelta(days=1)) == raw_hourly(session, ds, T0, T0 + timedelta(days=1))

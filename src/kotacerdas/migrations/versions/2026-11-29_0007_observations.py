@@ -138,7 +138,7 @@ def downgrade() -> None:
         op.execute("DROP VIEW sensor_observations_all")
         for (seq,) in bind.exec_driver_sql("SELECT seq FROM sensor_obs_segments").fetchall():
             op.execute(f"DROP TABLE IF EXISTS sensor_obs_s{seq:06d}")
-            op.execute(f"DROP TABLE sensor_obs_h{seq:06d}")
+            op.execute(f"DROP TABLE IF EXISTS sensor_obs_h{seq:06d}")
         for name in ("sensor_store_state", "sensor_current_values", "sensor_obs_segments", "sensor_obs_journal"):
             op.execute(f"DROP TABLE {name}")
         return

@@ -1,0 +1,80 @@
+"""The least an HTTP ingest of CreateObservations can do, as a same-run yardstick for bench/ingest_http.py.
+
+A bare ASGI app under the same uvicorn (one worker) that, for each POST, parses the body with orjson, turns each
+row's ISO 8601 time into integer microseconds, appends the rows to a plain SQLite table (WAL, synchronous=FULL,
+no index but the rowid) in one transaction, and answers 201 with one Observation URL per row, as the real
+endpoint does. No authentication, no checks of Datastreams, result types or times, no current values, no audit
+row, no compaction: whatever the real server does on top of this is the price of those. `GET /readyz` answers 200
+so that bench/server.py can wait for it. The database path comes from `KOTACERDAS_BENCH_CEILING_DB`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio.to_thread
+import orjson
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_US = timedelta(microseconds=1)
+_LOCAL = threading.local()
+# One writer at a time, as SQLite allows; uvicorn's thread pool runs the requests.
+_WRITER = threading.Lock()
+
+
+def _connection() -> sqlite3.Connection:
+    connection = getattr(_LOCAL, "connection", None)
+    if connection is None:
+        connection = sqlite3.connect(os.environ["KOTACERDAS_BENCH_CEILING_DB"], isolation_level=None)
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA busy_timeout = 5000")
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS plain (id INTEGER PRIMARY KEY, datastream_id INTEGER, phenomenon_time INTEGER,"
+            " result_type INTEGER, result_number REAL)"
+        )
+        _LOCAL.connection = connection
+    return connection
+
+
+def store(body: bytes) -> bytes:
+    """Parse, convert, append, commit; the answer's body."""
+    rows = []
+    append = rows.append
+    fromisoformat = datetime.fromisoformat
+    for group in orjson.loads(body):
+        ds = group["Datastream"]["@iot.id"]
+        for moment, value in group["dataArray"]:
+            append((ds, (fromisoformat(moment) - EPOCH) // ONE_US, 1, value))
+    connection = _connection()
+    with _WRITER:
+        connection.execute("BEGIN IMMEDIATE")
+        first = connection.execute("SELECT coalesce(max(id), 0) + 1 FROM plain").fetchone()[0]
+        connection.executemany(
+            "INSERT INTO plain (datastream_id, phenomenon_time, result_type, result_number) VALUES (?,?,?,?)", rows
+        )
+        connection.execute("COMMIT")
+    return orjson.dumps(
+        [f"http://127.0.0.1/sensorthings/v1.1/Observations({i})" for i in range(first, first + len(rows))]
+    )
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    if scope["method"] == "GET":
+        status, answer = 200, b"{}"
+    else:
+        status, answer = 201, await anyio.to_thread.run_sync(store, b"".join(chunks))
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": answer})
