@@ -4,7 +4,6 @@ SensorThings API (/sensorthings/v1.1)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -34,7 +33,7 @@ def key_view(thing_id: int, key: devices.IssuedKey) -> DeviceKeyRead:
 @router.get("/sensors/devices", response_model=list[DeviceRead])
 def list_devices(session: SessionDep, settings: SettingsDep, user: Manager) -> list[DeviceRead]:
     """The devices the caller manages (an admin every OPD's), with last seen, battery, signal and offline."""
-    return [DeviceRead(**asdict(device)) for device in devices.list_devices(session, settings=settings, by=user)]
+    return devices.list_devices(session, settings=settings, by=user)
 
 
 @router.post("/sensors/devices/{thing_id}/key", response_model=DeviceKeyRead, status_code=201)

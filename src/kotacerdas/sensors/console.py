@@ -17,6 +17,7 @@ from kotacerdas.deps import SessionDep, SettingsDep, actor_of, require
 from kotacerdas.regions import service as regions
 from kotacerdas.sensors import devices
 from kotacerdas.sensors.api import key_view
+from kotacerdas.sensors.schemas import DeviceRead
 from kotacerdas.web.forms import PostedForm
 from kotacerdas.web.templating import render
 
@@ -27,7 +28,7 @@ Manager = Annotated[User, Depends(require(Permission.SENSORS_MANAGE))]
 ThingIdPath = Annotated[int, Path(ge=1, le=MAX_INT_ID)]
 
 
-def _region_names(session, listed: list[devices.Device]) -> dict[str, str]:
+def _region_names(session, listed: list[DeviceRead]) -> dict[str, str]:
     codes = {code for device in listed for code in (device.desa_code, device.kecamatan_code) if code}
     return {code: region.name for code, region in regions.get_regions(session, codes=codes).items()}
 

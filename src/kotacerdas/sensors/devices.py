@@ -1,5 +1,6 @@
 """Device keys: issued once per Thing (the secret shown once, its SHA-256 kept), checked, and the Mosquitto ACL that
-confines each device to its own topics (docs/mqtt.md).
+confines each device to its own topics (docs/mqtt.md); the devices an OPD manages with their health, by the one rule
+of "offline" (`heard_from`, `offline_limit`, `is_offline`) that the public tiles and the device_offline rule share.
 
 A key has two parts: `device_key_id`, public (the MQTT username and the `kotacerdas/{device_key_id}/up` topic), and
 a random secret (the MQTT password, or the HTTP key). The plain key is `<device_key_id>.<secret>`."""
@@ -25,6 +26,7 @@ from kotacerdas.errors import NotFound, PermissionDenied
 from kotacerdas.i18n import _
 from kotacerdas.sensors.messages import Health
 from kotacerdas.sensors.models import Datastream, Thing
+from kotacerdas.sensors.schemas import DeviceRead
 
 # The account of the ingest workers in the broker's ACL (docs/mqtt.md); devices never get this name.
 INGEST_ACCOUNT = "kotacerdas-ingest"
@@ -82,24 +84,6 @@ def is_offline(heard_at: datetime | None, limit_minutes: int, now: datetime) -> 
     return heard_at is None or now - heard_at > timedelta(minutes=limit_minutes)
 
 
-@dataclass(frozen=True)
-class Device:
-    """A Thing as the device console lists it: its owner, place, health and key id (never the key)."""
-
-    id: int
-    name: str
-    agency_id: int | None
-    agency_name: str | None
-    desa_code: str | None
-    kecamatan_code: str | None
-    device_key_id: str | None
-    last_seen_at: datetime | None
-    battery_percent: float | None
-    signal_dbm: float | None
-    offline: bool
-    datastreams: int
-
-
 # What the console shows of a Thing (a row of these columns, or the Thing itself).
 _DEVICE_COLUMNS = (
     Thing.id,
@@ -123,7 +107,7 @@ class _Streams:
     newest: datetime | None = None
 
 
-def list_devices(session: Session, *, settings: Settings, by: User, now: datetime | None = None) -> list[Device]:
+def list_devices(session: Session, *, settings: Settings, by: User, now: datetime | None = None) -> list[DeviceRead]:
     """The Things `by` manages (an admin every OPD's, OPD staff their own OPD's), by name, with their health."""
     from kotacerdas.agencies import service as agencies
     from kotacerdas.sensors.service import can_manage_agency
@@ -138,12 +122,14 @@ def list_devices(session: Session, *, settings: Settings, by: User, now: datetim
     return [_device(row, names.get(row.agency_id), streams.get(row.id, _Streams()), settings, now) for row in rows]
 
 
-def get_device(session: Session, *, settings: Settings, thing_id: int, by: User, now: datetime | None = None) -> Device:
+def get_device(
+    session: Session, *, settings: Settings, thing_id: int, by: User, now: datetime | None = None
+) -> DeviceRead:
     """One Thing of the device console, if `by` manages it, from that Thing and its own Datastreams only."""
     return _device_of(session, _managed_thing(session, thing_id, by), settings, now or utcnow())
 
 
-def _device_of(session: Session, thing: Thing, settings: Settings, now: datetime) -> Device:
+def _device_of(session: Session, thing: Thing, settings: Settings, now: datetime) -> DeviceRead:
     from kotacerdas.agencies import service as agencies
 
     agency_name = agencies.get_agency(session, agency_id=thing.agency_id).name if thing.agency_id is not None else None
@@ -153,9 +139,9 @@ def _device_of(session: Session, thing: Thing, settings: Settings, now: datetime
 
 def _device(
     thing: Thing | sa.Row, agency_name: str | None, streams: _Streams, settings: Settings, now: datetime
-) -> Device:
+) -> DeviceRead:
     seen = heard_from(thing.last_seen_at, streams.newest, now)
-    return Device(
+    return DeviceRead(
         id=thing.id,
         name=thing.name,
         agency_id=thing.agency_id,
@@ -209,7 +195,7 @@ def renew_device_key(session: Session, *, thing_id: int, by: User, actor: Actor)
 
 def renew_device_key_and_get_device(
     session: Session, *, settings: Settings, thing_id: int, by: User, actor: Actor, now: datetime | None = None
-) -> tuple[IssuedKey, Device]:
+) -> tuple[IssuedKey, DeviceRead]:
     """`renew_device_key`, and the device as the console then shows it (`get_device`), from one look-up of the Thing."""
     thing = _managed_thing(session, thing_id, by)
     key = _renew_key(session, thing, actor)

@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 
+# The one shape of a device: sensors/devices.py builds it, the API serves it and the console pages show it.
 class DeviceRead(BaseModel):
     """A device (SensorThings Thing) with its owner OPD, place and health; never its key."""
 
@@ -18,11 +19,17 @@ class DeviceRead(BaseModel):
     desa_code: str | None
     kecamatan_code: str | None
     device_key_id: str | None = Field(description="The public half of the device key (the MQTT username)")
-    last_seen_at: datetime | None
+    last_seen_at: datetime | None = Field(
+        description="When it was last heard from: the newer of its own messages and its newest reading, never after "
+        "now; null when never"
+    )
     battery_percent: float | None
     signal_dbm: float | None
-    offline: bool
-    datastreams: int
+    offline: bool = Field(
+        description="Not heard from for longer than its Thing's offline_after_minutes, else the installation's "
+        "default (the public tiles count it the same)"
+    )
+    datastreams: int = Field(description="How many Datastreams the Thing has")
 
 
 class DeviceKeyRead(BaseModel):
