@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kotacerdas import __version__
 from kotacerdas.config import Settings, SettingsError, load_settings
 from kotacerdas.errors import DomainError
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
     from sqlalchemy.engine import Engine
 
 app = typer.Typer(
@@ -89,6 +89,9 @@ def _report_domain_error(exc: DomainError) -> NoReturn:
 
 
 def progress_bar() -> Progress:
+    # Only the import commands draw one: `serve` starts without loading it.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     )

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from kotacerdas import charts
 from kotacerdas.agencies import service as agencies
 from kotacerdas.assets import indicators as figures
-from kotacerdas.assets import mapindex
 from kotacerdas.assets.enums import SCALE_CONDITIONS, UNKNOWN_COLOUR, Condition, ConditionScale, GeometryKind
 from kotacerdas.assets.types import list_types, type_name
 from kotacerdas.config import Settings
@@ -97,6 +96,9 @@ def assets_map(
     """Active assets in a map viewport as GeoJSON: roads and drains as lines simplified for the zoom, points one by
     one or clustered (with each cluster's count by condition). Each feature carries the asset's id, type code, name,
     condition and colour."""
+    # The map index loads on first use (or with the map's preload), not with the app.
+    from kotacerdas.assets import mapindex
+
     collection = mapindex.viewport_geojson(
         session,
         bbox=parse_bbox(bbox),
@@ -152,6 +154,8 @@ def _map_bounds(session: Session, settings: Settings) -> str | None:
 
 
 def _condition_options() -> list[tuple[str, str]]:
+    from kotacerdas.assets import mapindex
+
     return [(condition.value, condition.label) for condition in Condition] + [
         (mapindex.UNKNOWN_KEY, _("Not inspected yet"))
     ]
@@ -182,6 +186,8 @@ def asset_map_page(
     agency: Annotated[str, Query(max_length=12)] = "",
 ) -> HTMLResponse:
     """The public asset map: one layer per type, coloured by condition, with filters and a legend."""
+    from kotacerdas.assets import mapindex
+
     locale = get_locale()
     kinds = list_types(session)
     kecamatan_list = regions.list_kecamatan(session, settings=settings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from kotacerdas.accounts import service as accounts
 from kotacerdas.accounts.enums import Permission
 from kotacerdas.accounts.models import User
-from kotacerdas.assets import service, transfer
+from kotacerdas.assets import service
 from kotacerdas.assets.api import CodeList, RegionCode, _codes
 from kotacerdas.db import MAX_INT_ID
 from kotacerdas.deps import SessionDep, SettingsDep, actor_of, get_current_user, get_optional_user, require
@@ -32,6 +32,9 @@ from kotacerdas.problems import PROBLEM_RESPONSES
 # The request-size guard of the reports API (see the TODO in assets/api.py about moving it to a shared module).
 from kotacerdas.web.api_inputs import BodyLimitedRoute, max_body, parse_bbox
 from kotacerdas.web.forms import PostedForm, render_form
+
+if TYPE_CHECKING:
+    from kotacerdas.assets import transfer
 
 router = APIRouter(route_class=BodyLimitedRoute)
 
@@ -86,6 +89,9 @@ def _run_import(
 ) -> transfer.ImportResult:
     if upload.size == 0:
         raise InvalidInput(_("Choose a file to import."), errors=[{"field": "file", "reason": "required"}])
+    # The import and export code (CSV, GeoJSON, XLSX) loads on first use, not with the app.
+    from kotacerdas.assets import transfer
+
     upload.file.seek(0)
     return transfer.import_assets(
         session, settings=settings, actor=actor_of(request, user), by=user, source=upload.file,
@@ -154,6 +160,8 @@ def _filters(
 
 
 def _stream(request: Request, filters: service.AssetFilters, file_format: str) -> Iterator[Any]:
+    from kotacerdas.assets import transfer
+
     # The request's session ends when the endpoint returns; the rows are read while the answer is sent.
     with request.app.state.sessionmaker() as session:
         export = transfer.Export(session, filters=filters)

@@ -24,7 +24,7 @@ from kotacerdas.config import Settings
 from kotacerdas.db import MAX_INT_ID
 from kotacerdas.deps import SessionDep, SettingsDep
 from kotacerdas.errors import NotFound
-from kotacerdas.events import feeds, service
+from kotacerdas.events import service
 from kotacerdas.events.api import Categories, Filters, LevelQuery, RegionCode, event_filters
 from kotacerdas.events.enums import EventCategory
 from kotacerdas.events.models import Event
@@ -80,6 +80,9 @@ def _self_url(settings: Settings, request: Request) -> str:
 @router.get("/peristiwa/feed.atom", include_in_schema=False)
 def atom_feed(request: Request, session: SessionDep, settings: SettingsDep, filters: Filters) -> Response:
     """Published events as Atom, newest update first (filters as on /peristiwa: kecamatan, desa, kategori, …)."""
+    # The feed writers (Atom, CAP, iCalendar, GeoJSON) load with the first feed asked for, not with the app.
+    from kotacerdas.events import feeds
+
     found = service.list_public_events(session, filters=filters, limit=ATOM_LIMIT)
     views = service.public_events(session, settings=settings, events=found)
     body = feeds.atom_feed(
@@ -97,6 +100,8 @@ def atom_feed(request: Request, session: SessionDep, settings: SettingsDep, filt
 def cap_index(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The CAP index: the current CAP message of every ongoing warning and disruption, and of those closed in the
     last 24 hours (their all-clear or cancel message)."""
+    from kotacerdas.events import feeds
+
     categories = tuple(category.value for category in EventCategory if feeds.has_cap(category.value))
     found = service.list_public_events(
         session, filters=service.EventFilters(categories=categories), limit=CAP_INDEX_LIMIT
@@ -136,6 +141,8 @@ def kecamatan_calendar(
 
 
 def _calendar(request: Request, session: Session, settings: Settings, *, region: Any) -> Response:
+    from kotacerdas.events import feeds
+
     filters = service.EventFilters(region_code=region.code if region else None, activities_only=True)
     found = service.list_public_events(session, filters=filters, limit=CALENDAR_LIMIT)
     views = service.public_events(session, settings=settings, events=found)
@@ -145,6 +152,8 @@ def _calendar(request: Request, session: Session, settings: Settings, *, region:
 
 
 def _cap_view(session: Session, settings: Settings, event_id: int) -> tuple[Any, Event]:
+    from kotacerdas.events import feeds
+
     event = service.get_public_event(session, event_id=event_id)
     if not feeds.has_cap(event.category):
         raise NotFound(_("This event has no CAP message: only warnings and service disruptions do."))
@@ -152,6 +161,8 @@ def _cap_view(session: Session, settings: Settings, event_id: int) -> tuple[Any,
 
 
 def _cap_answer(request: Request, session: Session, settings: Settings, event_id: int, version: int | None):
+    from kotacerdas.events import feeds
+
     view, event = _cap_view(session, settings, event_id)
     radius = feeds.area_radius_km(
         lat=event.lat, lon=event.lon, bounds=(event.min_lon, event.min_lat, event.max_lon, event.max_lat)
@@ -242,6 +253,8 @@ def events_geojson(
 ) -> Response:
     """Ongoing published events as GeoJSON: the drawn area or the event's point, with its category, level, status,
     times and page; filtered by place, category and level like the list."""
+    from kotacerdas.events import feeds
+
     filters = event_filters(kecamatan=kecamatan, desa=desa, kategori=kategori, level_min=level_min, aktif=True)
     found = service.list_public_events(session, filters=filters, limit=GEOJSON_LIMIT)
     views = service.public_events(session, settings=settings, events=found)

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from kotacerdas.db import MAX_INT_ID
 from kotacerdas.deps import OptionalUser, SessionDep, SettingsDep
-from kotacerdas.events import feeds, service
+from kotacerdas.events import service
 from kotacerdas.events.api import Filters
 from kotacerdas.events.enums import AlertLevel, EventCategory, EventGroup
 from kotacerdas.regions import service as regions
@@ -62,6 +62,8 @@ def event_page(
     request: Request, session: SessionDep, settings: SettingsDep, _user: OptionalUser, event_id: EventIdPath
 ) -> HTMLResponse:
     """An event's page: level, area, impacts, the timeline of its updates and its feeds."""
+    from kotacerdas.events import feeds  # the feed writers load on first use, not with the app
+
     event = service.get_public_event(session, event_id=event_id)
     view = service.public_event(session, settings=settings, event=event)
     return render(

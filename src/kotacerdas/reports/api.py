@@ -38,7 +38,7 @@ from kotacerdas.errors import InvalidInput, NotFound
 from kotacerdas.i18n import _, get_locale
 from kotacerdas.pagination import PageQuery
 from kotacerdas.problems import PROBLEM_RESPONSES
-from kotacerdas.reports import mapindex, service, stats
+from kotacerdas.reports import service
 from kotacerdas.reports.enums import ReportSource, ReportStatus
 from kotacerdas.reports.models import Report
 from kotacerdas.reports.schemas import (
@@ -396,6 +396,9 @@ def reports_map(
     until: UntilQuery = None,
 ) -> GeoJSONResponse:
     """Public reports in a map viewport as GeoJSON, clustered by zoom, at their public positions."""
+    # The map index and the figures load on first use (or with the map's preload), not with the app.
+    from kotacerdas.reports import mapindex
+
     box = parse_bbox(bbox)
     _check_period(since, until)
     collection = mapindex.viewport_geojson(
@@ -425,6 +428,8 @@ def report_figures(
     agency_id: Annotated[int | None, Query(ge=1, le=MAX_INT_ID, description="Only this OPD's reports")] = None,
 ) -> list[FigureRowRead]:
     """Handling figures per OPD, category, kecamatan or month: counts, SLA compliance, medians, ratings."""
+    from kotacerdas.reports import stats
+
     _check_period(since, until)
     rows = stats.report_figures(
         session, settings=settings, by=by, since=since, until=until, agency_id=agency_id, locale=get_locale()
