@@ -321,4 +321,8 @@ def create_app(settings: Settings) -> FastAPI:
 
 def create_app_from_environment() -> FastAPI:
     """Factory for `uvicorn --factory` and worker processes: settings from KOTACERDAS_* variables."""
-    return create_app(load_settings())
+    from kotacerdas.gcpolicy import settle_for_serving
+
+    web_app = create_app(load_settings())
+    settle_for_serving()
+    return web_app

@@ -232,7 +232,9 @@ def serve_app(settings: Settings, *, host: str, port: int, workers: int) -> None
 
 def _end_start_up() -> None:
     """Collect garbage again (`serve` stops it while starting), leaving out the objects start-up built to last."""
-    gc.freeze()
+    from kotacerdas.gcpolicy import settle_for_serving
+
+    settle_for_serving()
     gc.enable()
 
 
