@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -1370,6 +1371,9 @@ def create_observations_batch(
             raise StaError(f"CreateObservations[{g}].Datastream: no Datastream with @iot.id {ds}")
     if not caller.is_admin:
         _require_things(session, caller, {targets[entry[0]][0] for entry in plan}, "Observations")
+    plain = _plain_numbers(plan, targets, limit)
+    if plain is not None:
+        return _store_batch(session, settings, caller, plan, plain)
     rows: list[store.NewObservation] = []
     append = rows.append
     new = store.NewObservation
@@ -1443,6 +1447,19 @@ def create_observations_batch(
         known = set(session.scalars(sa.select(FeatureOfInterest.id).where(FeatureOfInterest.id.in_(named))))
         if named - known:
             raise StaError(f"CreateObservations: no FeatureOfInterest with @iot.id {min(named - known)}")
+    return _store_batch(session, settings, caller, plan, rows)
+
+
+def _store_batch(
+    session: Session,
+    settings: Settings,
+    caller: Caller,
+    plan: list,
+    rows: list[store.NewObservation] | store.NumericRows,
+) -> list[int]:
+    """The checked rows of a CreateObservations into the store, holding the writer queue, and the audit row."""
+    from kotacerdas.db import begin_writes
+
     begin_writes(session)
     try:
         ids = store.add_observations(session, rows, settings=settings)
@@ -1458,6 +1475,44 @@ def create_observations_batch(
         flush=False,
     )
     return ids
+
+
+def _plain_numbers(
+    plan: list, targets: dict[int, tuple[int, str, int | None]], limit: datetime
+) -> store.NumericRows | None:
+    """The batch as columns when every group has the components [phenomenonTime, result], every row is an ISO 8601
+    time with its offset, at most `limit`, and a finite number, for Datastreams of numbers (or of any result) whose
+    FeatureOfInterest comes from their Thing: what a gauge sends, checked with a few passes in C over all rows
+    (bench/ingest_http.py: 950 groups of one row cost 9 ms one row at a time). None otherwise: the row-by-row checks
+    then name the first bad row."""
+    datastream_ids: list[int] = []
+    feature_ids: list[int | None] = []
+    flat: list = []
+    for ds, _components, data, _g, (t_at, r_at, simple, named_feature) in plan:
+        _thing, observation_type, feature_id = targets[ds]
+        if not simple or t_at != 0 or r_at != 1 or named_feature or feature_id is None:
+            return None
+        if OBSERVATION_TYPES.get(observation_type, "any") not in ("number", "any"):
+            return None
+        count = len(data)
+        datastream_ids += [ds] * count
+        feature_ids += [feature_id] * count
+        flat += data
+    if not flat or set(map(type, flat)) != {list} or set(map(len, flat)) != {2}:
+        return None
+    times = list(map(itemgetter(0), flat))
+    numbers = list(map(itemgetter(1), flat))
+    if set(map(type, times)) != {str} or not set(map(type, numbers)) <= {float, int}:
+        return None
+    if not all(map(math.isfinite, numbers)):
+        return None
+    try:
+        moments = list(map(datetime.fromisoformat, times))
+    except ValueError:
+        return None
+    if None in map(attrgetter("tzinfo"), moments) or max(moments) > limit:
+        return None
+    return store.NumericRows(datastream_ids, moments, numbers, feature_ids)
 
 
 def _locate_row(plan: list, index: int) -> str:
