@@ -282,7 +282,7 @@ def measure(rows: int, pg_rows: int, backends: list[str], *, chunk_rows: int, co
 
 def run(quick: bool) -> bool:
     rows = 50_000 if quick else 10_000_000
-    return measure(rows, rows, ["sqlite", "postgres"], chunk_rows=250_000,
+    return measure(rows, rows, ["sqlite", "postgres"], chunk_rows=1_000_000,
                    compact_rows=20_000 if quick else 1_000_000, quick=quick)  # fmt: skip
 
 
@@ -291,7 +291,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--pg-rows", type=int, default=None, help="PostgreSQL rows (default: --rows)")
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--chunk-rows", type=int, default=250_000)
+    parser.add_argument("--chunk-rows", type=int, default=1_000_000)
     parser.add_argument("--compact-rows", type=int, default=1_000_000)
     args = parser.parse_args()
     measure(args.rows, args.pg_rows or args.rows, args.backends.split(","), chunk_rows=args.chunk_rows,

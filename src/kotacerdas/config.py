@@ -141,10 +141,11 @@ class Settings(BaseSettings):
         300, ge=1, le=86_400, description="SQLite: the worker merges the observation journal at least this often."
     )
     sensor_compact_chunk_rows: int = Field(
-        250_000,
+        1_000_000,
         ge=1_000,
         le=10_000_000,
-        description="SQLite: observations merged per compaction transaction (ingest waits for at most one).",
+        description="SQLite: observations merged per compaction chunk, sorted beside the ingest and then copied in "
+        "one transaction (ingest waits for at most one copy).",
     )
     sensor_offline_after_minutes: int = Field(
         60,

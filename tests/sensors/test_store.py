@@ -503,8 +503,8 @@ def test_postgres_rollup_waits_for_a_batch_in_flight_and_skips_none(backend, eng
 
 
 def test_sqlite_retention_in_the_open_segment_keeps_its_hours(backend, engine, settings, session):
-    """The open segment has no rollups (its hours come from its raw rows): retention that deletes some of its rows
-    builds them first, and the merges after that keep them up to date."""
+    """Retention deleting some rows of the open segment keeps their hours, and the smaller merges after it go into
+    the same segment with its hours kept up to date."""
     if backend != "sqlite":
         pytest.skip("segments are SQLite's")
     (a,) = make_datastreams(session, 1)
@@ -524,31 +524,65 @@ def test_sqlite_retention_in_the_open_segment_keeps_its_hours(backend, engine, s
     session.rollback()
     assert store.list_observations(session, datastream_id=a, start=old_start, end=old_end) == []
     assert charted(session, a, old_start, old_end) == old_hours
-    # More rows merged into the same segment, past its size: its hours stay equal to the raw rows'.
-    later = [NewObservation(a, T0 + timedelta(minutes=2 * n + 1), float(n % 5)) for n in range(500)]
-    add(engine, settings, later)
-    store.compact(engine, settings=small)
+    for first in range(0, 400, 100):  # four merges of 100 (less than half a segment): into the open segment
+        add(engine, settings, [NewObservation(a, T0 + timedelta(minutes=2 * n + 1), float(n % 5))
+                               for n in range(first, first + 100)])  # fmt: skip
+        store.compact(engine, settings=small)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT seq, row_count FROM sensor_obs_segments").fetchall() == [(1, 1000)]
     end = T0 + timedelta(days=2)
     assert charted(session, a, T0, end) == raw_hourly(session, a, T0, end)
     assert charted(session, a, old_start, old_end) == old_hours
 
 
-def test_sqlite_a_full_segment_rolls_up_once_and_reads_the_same(backend, engine, settings, session):
+def test_sqlite_a_chunk_of_half_a_segment_or_more_fills_a_new_one(backend, engine, settings, session):
     if backend != "sqlite":
         pytest.skip("segments are SQLite's")
     a, b = make_datastreams(session)
-    small = settings.model_copy(update={"sensor_compact_rows": 1_000})
+    small = settings.model_copy(update={"sensor_compact_rows": 1_000, "sensor_compact_chunk_rows": 700})
     rng = random.Random(9)
     rows = [
         NewObservation(rng.choice((a, b)), T0 + timedelta(seconds=rng.randrange(86_400)), rng.choice((1.5, 2, "x")))
-        for _n in range(1_400)
+        for _n in range(1_800)
     ]
-    add(engine, settings, rows[:700])
-    store.compact(engine, settings=small)  # an open segment of 700: no rollups yet
-    add(engine, settings, rows[700:])
-    store.compact(engine, settings=small)  # 1,400: full, rolled up in the merge that filled it
+    before = None
+    for first in (0, 200, 1_600):  # 200 (a new segment: none is open), 1,400 (two chunks of 700), 200 (appended)
+        last = {0: 200, 200: 1_600, 1_600: 1_800}[first]
+        add(engine, settings, rows[first:last])
+        if first == 1_600:
+            before = snapshot(session, [a, b])
+        store.compact(engine, settings=small)
     with engine.connect() as connection:
-        tables = {name for (name,) in connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert "sensor_obs_h000001" in tables
+        counts = connection.exec_driver_sql("SELECT row_count FROM sensor_obs_segments ORDER BY seq").fetchall()
+    assert [c for (c,) in counts] == [200, 700, 900]
+    assert snapshot(session, [a, b]) == before
     for ds in (a, b):
         assert charted(session, ds, T0, T0 + timedelta(days=1)) == raw_hourly(session, ds, T0, T0 + timedelta(days=1))
+
+
+def test_sqlite_a_chunk_prepared_before_a_delete_is_not_merged(backend, engine, settings, session):
+    """A delete between the preparation of a chunk (outside the writer queue) and its copy: the copy does nothing,
+    and the next compaction prepares the chunk again without the deleted row."""
+    if backend != "sqlite":
+        pytest.skip("the journal is SQLite's")
+    from kotacerdas.sensors import store_sqlite
+
+    (a,) = make_datastreams(session, 1)
+    ids = add(engine, settings, [NewObservation(a, T0 + timedelta(minutes=m), float(m)) for m in range(10)])
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        with connection.begin():
+            prepared = store_sqlite.prepare_chunk(raw, ids[-1], 1_000)
+        assert prepared.rows == 10
+        with sa.orm.Session(engine) as writer:
+            writer.connection(execution_options={WRITE_OPTION: True})
+            assert store.delete_observation(writer, ids[3])
+            writer.commit()
+        connection.execution_options(**{WRITE_OPTION: True})
+        with connection.begin():
+            assert store_sqlite.merge_prepared(raw, prepared, 1_000_000) is None
+        store_sqlite.drop_prepared(raw)
+    assert store.journal_rows(engine) == 10  # ids[0] … ids[9], one of them gone: nothing merged
+    assert store.compact(engine, settings=settings).rows == 9
+    session.rollback()
+    assert [o.id for o in store.list_observations(session, datastream_id=a)] == ids[:3] + ids[4:]

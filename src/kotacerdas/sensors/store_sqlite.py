@@ -1,24 +1,25 @@
 """The SQLite side of the observation store: the journal's rows merged into segments (see sensors/store.py).
 
-A segment is a `WITHOUT ROWID` table made by the compaction, `sensor_obs_sNNNNNN`, clustered by
-(datastream_id, phenomenon_time, id) with a unique index on id, and once it is full its hourly rollups,
-`sensor_obs_hNNNNNN` keyed (datastream_id, hour). The compaction appends the journal's oldest rows, sorted, to the
-newest segment until that holds `sensor_compact_rows`, then starts a new one: a merge writes into a tree of at most
-a million rows, which stays in the page cache, instead of touching a leaf of one ever-growing table per Datastream
-(bench: 12 s per million at 1M stored, 25 s at 8M). Segments cover disjoint id ranges (the journal is merged in id
-order), and the catalog `sensor_obs_segments` keeps each one's id and time range, so a read goes only to the
-segments it needs.
+A segment is a pair of `WITHOUT ROWID` tables made by the compaction: `sensor_obs_sNNNNNN`, clustered by
+(datastream_id, phenomenon_time, id) with a unique index on id, and `sensor_obs_hNNNNNN`, its hourly rollups keyed
+(datastream_id, hour). Segments cover disjoint id ranges (the journal is merged in id order), and the catalog
+`sensor_obs_segments` keeps each one's id and time range, so a read goes only to the segments it needs. Retention
+drops a segment's raw table whole and keeps its rollups.
 
-The rollups of a segment are built once, in the merge that fills it, by one pass over the clustered table (which
-is in (datastream, hour) order already); the open segment has none, and its hours are aggregated from its raw rows
-on the fly, one range scan of a Datastream's few rows. Upserting every merged row's hour into the rollups instead
-cost 2.5 s per million, about a third of the compaction (bench/observation_store.py). A segment whose rollup table
-exists keeps it up to date (an open segment whose rows retention deletes gets its rollups first, and databases made
-before this change have one on every segment). Retention drops a segment's raw table whole and keeps its rollups.
+A compaction chunk is prepared first, outside the writer queue (`prepare_chunk`): the journal's rows sorted by the
+segments' key, their hourly rollups and the Datastreams' time extents, in the connection's temporary tables, which
+only reads the database, so ingest goes on beside it. Then one write transaction copies it (`merge_prepared`). A
+chunk of at least half a segment fills a new segment of its own: its rows go in as appends, the id index is built
+after them by one sort and its rollups are copied, 2.6 s per million instead of 5.7 s appended into a segment of a
+million rows, and the writer queue is held for about a third of that (bench/observation_store.py). A smaller chunk
+(a quiet installation's compaction every few minutes) goes into the newest segment while that holds fewer than
+`sensor_compact_rows`: a merge then writes into a tree of at most a million rows, which stays in the page cache,
+instead of touching a leaf of one ever-growing table per Datastream (12 s per million at 1M stored, 25 s at 8M).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 HOUR_US = 3_600_000_000
@@ -48,30 +49,6 @@ def segments(raw: Any) -> list[tuple]:
     ).fetchall()
 
 
-def rolled_up(raw: Any) -> set[int]:
-    """The segments that have a rollup table: every full one, and an open one only as the module's doc says."""
-    names = raw.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'sensor_obs_h[0-9]*'"
-    ).fetchall()
-    return {int(name[len("sensor_obs_h") :]) for (name,) in names}
-
-
-def build_rollups(raw: Any, seq: int) -> None:
-    """Create a segment's rollup table from its raw rows: one ordered pass, appended in key order."""
-    table = rollup_name(seq)
-    raw.execute(
-        f"""CREATE TABLE {table} (
-            datastream_id INTEGER NOT NULL, hour INTEGER NOT NULL, count INTEGER NOT NULL, sum REAL NOT NULL,
-            min REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (datastream_id, hour)
-        ) WITHOUT ROWID"""
-    )
-    raw.execute(
-        f"INSERT INTO {table} (datastream_id, hour, count, sum, min, max) "
-        f"SELECT datastream_id, {HOUR_OF}, count(*), sum(result_number), min(result_number), max(result_number) "
-        f"FROM {raw_name(seq)} WHERE result_number IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2"
-    )
-
-
 def create_segment(raw: Any, *, id_index: bool = True) -> int:
     """A new, empty segment; without its id index when the caller fills it first (`index_ids` after)."""
     seq = raw.execute("SELECT coalesce(max(seq), 0) + 1 FROM sensor_obs_segments").fetchone()[0]
@@ -85,6 +62,12 @@ def create_segment(raw: Any, *, id_index: bool = True) -> int:
     )
     if id_index:
         index_ids(raw, seq)
+    raw.execute(
+        f"""CREATE TABLE {rollup_name(seq)} (
+            datastream_id INTEGER NOT NULL, hour INTEGER NOT NULL, count INTEGER NOT NULL, sum REAL NOT NULL,
+            min REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (datastream_id, hour)
+        ) WITHOUT ROWID"""
+    )
     raw.execute(
         "INSERT INTO sensor_obs_segments (seq, min_id, max_id, min_time, max_time, row_count, has_raw) "
         "VALUES (?, NULL, NULL, NULL, NULL, 0, 1)",
@@ -105,50 +88,107 @@ def recreate_view(raw: Any) -> None:
     raw.execute("CREATE VIEW sensor_observations_all AS " + " UNION ALL ".join(parts))
 
 
-def merge_chunk(raw: Any, high: int, segment_rows: int) -> int:
-    """Move the journal's rows with id <= high into the newest segment (a new one when it is full); the merge that
-    fills a segment builds its rollups."""
-    existing = segments(raw)
-    if existing and existing[-1][6] and existing[-1][5] < segment_rows:
-        seq, before = existing[-1][0], existing[-1][5]
-        created = False
-    else:
-        # A new segment is filled before its id index is made: its rows go in sorted by the key, so the table is
-        # written as appends, and the index is then built by one sort instead of a million inserts in id disorder
-        # (2.6 s per million instead of 4; appending to a segment of a million rows cost 5.7 s).
-        seq, before = create_segment(raw, id_index=False), 0
-        created = True
-    moved = raw.execute(
-        f"INSERT INTO {raw_name(seq)} ({_KEY_COLUMNS}) SELECT {_KEY_COLUMNS} FROM sensor_obs_journal "
-        "WHERE id <= ? ORDER BY datastream_id, phenomenon_time, id",
+# The temporary tables of a prepared chunk (the connection's own temp schema, in memory during a compaction).
+PREPARED_ROWS = "kc_chunk"
+PREPARED_HOURS = "kc_chunk_hours"
+PREPARED_EXTENTS = "kc_chunk_extents"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedChunk:
+    high: int
+    rows: int
+    min_id: int
+    max_id: int
+    min_time: int
+    max_time: int
+
+
+def prepare_chunk(raw: Any, run_high: int, chunk: int) -> PreparedChunk | None:
+    """Sort the journal's next `chunk` rows (ids up to `run_high`) by the segments' key, with their hourly rollups
+    and the Datastreams' time extents, into this connection's temporary tables; None when nothing is left.
+
+    It only reads the database (the temporary tables are the connection's own), so ingest goes on meanwhile: the
+    sort and the aggregations are most of a merge's work (2.5 s of 6 per million), and the writer queue is then held
+    only to copy them (`merge_prepared`)."""
+    drop_prepared(raw)
+    low = raw.execute("SELECT min(id) FROM sensor_obs_journal").fetchone()[0]
+    if low is None or low > run_high:
+        return None
+    high = raw.execute(
+        "SELECT coalesce((SELECT id FROM sensor_obs_journal WHERE id <= ? ORDER BY id LIMIT 1 OFFSET ?), ?)",
+        (run_high, chunk - 1, run_high),
+    ).fetchone()[0]
+    raw.execute(
+        f"CREATE TEMP TABLE {PREPARED_ROWS} AS SELECT {_KEY_COLUMNS} FROM main.sensor_obs_journal WHERE id <= ? "
+        "ORDER BY datastream_id, phenomenon_time, id",
         (high,),
-    ).rowcount
-    if created:
+    )
+    raw.execute(
+        f"CREATE TEMP TABLE {PREPARED_HOURS} AS SELECT datastream_id, {HOUR_OF} AS hour, count(*) AS count, "
+        "sum(result_number) AS sum, min(result_number) AS min, max(result_number) AS max "
+        f"FROM temp.{PREPARED_ROWS} WHERE result_number IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    raw.execute(
+        f"CREATE TEMP TABLE {PREPARED_EXTENTS} AS SELECT datastream_id, min(phenomenon_time) AS p0, "
+        "max(coalesce(phenomenon_time_end, phenomenon_time)) AS p1, min(result_time) AS r0, max(result_time) AS r1 "
+        f"FROM temp.{PREPARED_ROWS} GROUP BY datastream_id"
+    )
+    rows, min_id, max_id, min_time, max_time = raw.execute(
+        f"SELECT count(*), min(id), max(id), min(phenomenon_time), max(phenomenon_time) FROM temp.{PREPARED_ROWS}"
+    ).fetchone()
+    if not rows:
+        return None
+    return PreparedChunk(high, rows, min_id, max_id, min_time, max_time)
+
+
+def drop_prepared(raw: Any) -> None:
+    for table in (PREPARED_ROWS, PREPARED_HOURS, PREPARED_EXTENTS):
+        raw.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+
+def merge_prepared(raw: Any, chunk: PreparedChunk, segment_rows: int) -> int | None:
+    """In the caller's write transaction, move a prepared chunk from the journal into a segment; rows moved, or
+    None when the journal's rows changed since it was prepared (a delete), and nothing was done.
+
+    A chunk of at least half a segment, or one with no open segment to go to, fills a new segment of its own (its
+    rows as appends, then its id index by one sort); a smaller one goes into the open segment."""
+    now_there = raw.execute("SELECT count(*) FROM sensor_obs_journal WHERE id <= ?", (chunk.high,)).fetchone()[0]
+    if now_there != chunk.rows:
+        return None
+    existing = segments(raw)
+    last = existing[-1] if existing else None
+    if last is not None and last[6] and last[5] < segment_rows and chunk.rows < segment_rows // 2:
+        seq, fresh = last[0], False
+    else:
+        seq, fresh = create_segment(raw, id_index=False), True
+    raw.execute(
+        f"INSERT INTO {raw_name(seq)} ({_KEY_COLUMNS}) SELECT {_KEY_COLUMNS} FROM temp.{PREPARED_ROWS} ORDER BY rowid"
+    )
+    if fresh:
         index_ids(raw, seq)
-    if seq in rolled_up(raw):
-        table = rollup_name(seq)
-        raw.execute(
-            f"INSERT INTO {table} (datastream_id, hour, count, sum, min, max) "
-            f"SELECT datastream_id, {HOUR_OF}, count(*), sum(result_number), min(result_number), "
-            "max(result_number) FROM sensor_obs_journal WHERE id <= ? AND result_number IS NOT NULL "
-            f"GROUP BY 1, 2 ORDER BY 1, 2 ON CONFLICT (datastream_id, hour) DO UPDATE SET "
-            f"count = {table}.count + excluded.count, sum = {table}.sum + excluded.sum, "
-            f"min = min({table}.min, excluded.min), max = max({table}.max, excluded.max)",
-            (high,),
-        )
-    elif before + moved >= segment_rows:
-        build_rollups(raw, seq)
+    table = rollup_name(seq)
+    raw.execute(
+        f"INSERT INTO {table} (datastream_id, hour, count, sum, min, max) "
+        f"SELECT datastream_id, hour, count, sum, min, max FROM temp.{PREPARED_HOURS} WHERE true ORDER BY rowid "
+        f"ON CONFLICT (datastream_id, hour) DO UPDATE SET count = {table}.count + excluded.count, "
+        f"sum = {table}.sum + excluded.sum, min = min({table}.min, excluded.min), max = max({table}.max, excluded.max)"
+    )
     raw.execute(
         "UPDATE sensor_obs_segments SET row_count = row_count + ?, "
-        "min_id = coalesce(min(min_id, j.lo), j.lo), max_id = coalesce(max(max_id, j.hi), j.hi), "
-        "min_time = coalesce(min(min_time, j.t0), j.t0), max_time = coalesce(max(max_time, j.t1), j.t1) "
-        "FROM (SELECT min(id) AS lo, max(id) AS hi, min(phenomenon_time) AS t0, max(phenomenon_time) AS t1 "
-        "FROM sensor_obs_journal WHERE id <= ?) AS j WHERE seq = ?",
-        (moved, high, seq),
-    )
-    if created:
+        "min_id = coalesce(min(min_id, ?), ?), max_id = coalesce(max(max_id, ?), ?), "
+        "min_time = coalesce(min(min_time, ?), ?), max_time = coalesce(max(max_time, ?), ?) WHERE seq = ?",
+        (chunk.rows, chunk.min_id, chunk.min_id, chunk.max_id, chunk.max_id, chunk.min_time, chunk.min_time,
+         chunk.max_time, chunk.max_time, seq),
+    )  # fmt: skip
+    if fresh:
         recreate_view(raw)
-    return moved
+    if chunk.high >= raw.execute("SELECT max(id) FROM sensor_obs_journal").fetchone()[0]:
+        # The whole journal: SQLite empties a table deleted without WHERE much faster (no row by row).
+        raw.execute("DELETE FROM sensor_obs_journal")
+    else:
+        raw.execute("DELETE FROM sensor_obs_journal WHERE id <= ?", (chunk.high,))
+    return chunk.rows
 
 
 def segment_of(raw: Any, observation_id: int) -> int | None:
@@ -184,34 +224,25 @@ def list_rows(raw: Any, datastream_id: int, low: int, high: int, limit: int, ord
 
 
 def hourly_rows(raw: Any, datastream_id: int, low: int, high: int) -> list[tuple]:
-    """(hour, count, sum, min, max) of the hours in [hour of low, high): from the segments' rollups, and from the
-    raw rows of the open segment and the journal."""
+    """(hour, count, sum, min, max) of the hours in [hour of low, high), from the segments' rollups and the journal."""
     low_hour = low - low % HOUR_US
-    with_rollups = rolled_up(raw)
-    parts = []
-    for seq in _overlapping(raw, low_hour, high, with_raw=False):
-        if seq in with_rollups:
-            parts.append(
-                f"SELECT hour, count AS n, sum AS s, min AS lo, max AS hi FROM {rollup_name(seq)} "
-                "WHERE datastream_id = :ds AND hour >= :low_hour AND hour < :high"
-            )
-        else:
-            parts.append(_hours_of(raw_name(seq)))
-    parts.append(_hours_of("sensor_obs_journal"))
+    parts = [
+        f"SELECT hour, count AS n, sum AS s, min AS lo, max AS hi FROM {rollup_name(seq)} "
+        "WHERE datastream_id = :ds AND hour >= :low_hour AND hour < :high"
+        for seq in _overlapping(raw, low_hour, high, with_raw=False)
+    ]
+    parts.append(
+        f"SELECT {HOUR_OF} AS hour, count(*) AS n, sum(result_number) AS s, min(result_number) AS lo, "
+        "max(result_number) AS hi "
+        "FROM sensor_obs_journal WHERE datastream_id = :ds AND phenomenon_time >= :low_hour "
+        "AND phenomenon_time < :high AND result_number IS NOT NULL GROUP BY 1"
+    )
     sql = (
         "SELECT hour, sum(n), sum(s), min(lo), max(hi) FROM ("
         + " UNION ALL ".join(parts)
         + ") GROUP BY hour ORDER BY hour"
     )
     return raw.execute(sql, {"ds": datastream_id, "low_hour": low_hour, "high": high}).fetchall()
-
-
-def _hours_of(table: str) -> str:
-    return (
-        f"SELECT {HOUR_OF} AS hour, count(*) AS n, sum(result_number) AS s, min(result_number) AS lo, "
-        f"max(result_number) AS hi FROM {table} WHERE datastream_id = :ds AND phenomenon_time >= :low_hour "
-        "AND phenomenon_time < :high AND result_number IS NOT NULL GROUP BY 1"
-    )
 
 
 def exists(raw: Any, datastream_id: int, time_us: int) -> bool:
@@ -233,8 +264,6 @@ def delete(raw: Any, observation_id: int, datastream_id: int, time_us: int) -> N
     if seq is None:
         return
     raw.execute(f"DELETE FROM {raw_name(seq)} WHERE id = ?", (observation_id,))
-    if seq not in rolled_up(raw):
-        return
     hour = time_us - time_us % HOUR_US
     rollups = rollup_name(seq)
     raw.execute(f"DELETE FROM {rollups} WHERE datastream_id = ? AND hour = ?", (datastream_id, hour))
@@ -249,12 +278,10 @@ def delete(raw: Any, observation_id: int, datastream_id: int, time_us: int) -> N
 
 def delete_datastream(raw: Any, datastream_id: int) -> int:
     deleted = raw.execute("DELETE FROM sensor_obs_journal WHERE datastream_id = ?", (datastream_id,)).rowcount
-    with_rollups = rolled_up(raw)
     for seq, *_rest, has_raw in segments(raw):
         if has_raw:
             deleted += raw.execute(f"DELETE FROM {raw_name(seq)} WHERE datastream_id = ?", (datastream_id,)).rowcount
-        if seq in with_rollups:
-            raw.execute(f"DELETE FROM {rollup_name(seq)} WHERE datastream_id = ?", (datastream_id,))
+        raw.execute(f"DELETE FROM {rollup_name(seq)} WHERE datastream_id = ?", (datastream_id,))
     return deleted
 
 
@@ -262,13 +289,9 @@ def purge(raw: Any, cutoff_us: int, datastream_id: int | None) -> int:
     """Delete merged raw rows older than the cutoff; a segment wholly older loses its raw table (rollups stay)."""
     deleted = 0
     dropped = False
-    with_rollups = rolled_up(raw)
     for seq, _lo, _hi, t0, t1, _rows, has_raw in segments(raw):
         if not has_raw or t0 is None or t0 >= cutoff_us:
             continue
-        if seq not in with_rollups:
-            # The open segment: its hours must outlive the raw rows retention takes.
-            build_rollups(raw, seq)
         if datastream_id is None and t1 < cutoff_us:
             deleted += raw.execute(f"SELECT count(*) FROM {raw_name(seq)}").fetchone()[0]
             raw.execute(f"DROP TABLE {raw_name(seq)}")
