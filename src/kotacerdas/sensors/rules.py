@@ -818,10 +818,8 @@ def _decide(
             rule, state, current.phenomenon_time if current else None, rule.duration_minutes or 1, reader.now
         )
     thing = world.things[rule.thing_id]
-    heard = [time for time in (thing.last_seen_at, world.newest_of_thing.get(thing.id)) if time is not None]
-    return _decide_silence(
-        rule, state, max(heard) if heard else None, offline_minutes(rule, thing, settings), reader.now
-    )
+    heard = devices.heard_from(thing.last_seen_at, world.newest_of_thing.get(thing.id), reader.now)
+    return _decide_silence(rule, state, heard, offline_minutes(rule, thing, settings), reader.now)
 
 
 def _ensure_states(session: Session, rule_ids: Sequence[int] | None) -> None:
