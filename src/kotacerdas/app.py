@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -36,6 +37,12 @@ log = logging.getLogger("kotacerdas")
 SWAGGER_UI_DIR = Path(fastapi_offline.__file__).parent / "static"
 
 API_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics")
+# Background work of `serve` waits a little after the app's start-up, so that the server answers its first requests
+# (a restart's health checks) without competing with it for the interpreter (docs/performance.md, startup): the map
+# and indicator preloads start 1 s after, once uvicorn serves (it binds its socket right after the start-up), and the
+# in-app worker's first pass 2 s after. A map request before then loads the index itself, as without the preload.
+PRELOAD_DELAY_S = 1.0
+WORKER_FIRST_PASS_DELAY_S = 2.0
 
 
 def wants_problem_json(request: Request) -> bool:
@@ -205,25 +212,36 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.worker_in_app:
             from kotacerdas.worker import start_worker_thread
 
-            worker = start_worker_thread(settings, session_factory=app.state.sessionmaker)
+            worker = start_worker_thread(
+                settings, session_factory=app.state.sessionmaker, first_pass_delay_s=WORKER_FIRST_PASS_DELAY_S
+            )
         ingest = None
         if settings.ingest_in_app:
             from kotacerdas.sensors.ingest import start_ingest_thread
 
             ingest = start_ingest_thread(settings, session_factory=app.state.sessionmaker, metrics=app.state.metrics)
+        preloads = None
         if settings.map_index_preload:
-            from kotacerdas.reports.mapindex import preload_in_background
 
-            preload_in_background(settings, session_factory=app.state.sessionmaker)
-            from kotacerdas.assets.mapindex import preload_in_background as preload_asset_map
+            def start_preloads() -> None:
+                # In the timer's thread: the modules' imports too stay off the event loop.
+                from kotacerdas.assets.indicators import preload_in_background as preload_asset_indicators
+                from kotacerdas.assets.mapindex import preload_in_background as preload_asset_map
+                from kotacerdas.reports.mapindex import preload_in_background as preload_report_map
 
-            preload_asset_map(settings, session_factory=app.state.sessionmaker)
-            from kotacerdas.assets.indicators import preload_in_background as preload_asset_indicators
+                preload_report_map(settings, session_factory=app.state.sessionmaker)
+                preload_asset_map(settings, session_factory=app.state.sessionmaker)
+                preload_asset_indicators(settings, session_factory=app.state.sessionmaker)
 
-            preload_asset_indicators(settings, session_factory=app.state.sessionmaker)
+            preloads = threading.Timer(PRELOAD_DELAY_S, start_preloads)
+            preloads.name = "kotacerdas-preload"
+            preloads.daemon = True
+            preloads.start()
         try:
             yield
         finally:
+            if preloads is not None:
+                preloads.cancel()  # a stop within the delay: no preload starts
             await stop_tiles(app.state.sensor_tiles)
             await stop_live(app.state.live)
             if worker is not None:

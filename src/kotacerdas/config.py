@@ -75,15 +75,15 @@ class Settings(BaseSettings):
     )
     worker_in_app: bool = Field(
         True,
-        description="Run the background worker (outbox, SLA checks) inside `serve`; false when `kotacerdas "
-        "worker` runs apart.",
+        description="Run the background worker (outbox, SLA checks) inside `serve`, its first round 2 s after the "
+        "app starts (so that a restart answers its health checks first); false when `kotacerdas worker` runs apart.",
     )
     worker_interval_seconds: int = Field(5, ge=1, le=3600, description="How often the worker looks for due work.")
     map_index_preload: bool = Field(
         True,
         description="Load the in-memory indexes of the public report and asset maps, and count the infrastructure "
-        "figures, in the background when the app starts, so that the first request does not wait for them (seconds "
-        "with a million reports or 250,000 assets).",
+        "figures, in the background from 1 s after the app starts (once it answers), so that the first map request "
+        "does not wait for them (seconds with a million reports or 250,000 assets); one before then loads them itself.",
     )
     local_days_off: CommaDates = Field(
         default_factory=list,

@@ -144,9 +144,11 @@ def run_worker(
     stop_event: threading.Event | None = None,
     session_factory: sessionmaker[Session] | None = None,
     jobs: list[Job] | None = None,
+    first_pass_delay_s: float = 0.0,
 ) -> None:
     """Run the periodic jobs every `settings.worker_interval_seconds` until `stop_event` is set (or one round when
-    `once`). Uses `session_factory` when given (the app's, in-process), else its own engine."""
+    `once`). Uses `session_factory` when given (the app's, in-process), else its own engine. The first round waits
+    `first_pass_delay_s` (inside `serve`, so that the server's start does not compete with it)."""
     stop_event = stop_event or threading.Event()
     engine = None
     if session_factory is None:
@@ -155,6 +157,8 @@ def run_worker(
     last_run: dict[str, float] = {}
     log.info("worker started: every %s s, jobs %s", settings.worker_interval_seconds, _job_names(jobs))
     try:
+        if first_pass_delay_s > 0 and stop_event.wait(first_pass_delay_s):
+            return
         while True:
             try:
                 run_jobs(session_factory, settings, jobs=jobs, last_run=last_run)
@@ -173,14 +177,24 @@ def _job_names(jobs: list[Job] | None) -> str:
 
 
 def start_worker_thread(
-    settings: Settings, *, session_factory: sessionmaker[Session]
+    settings: Settings,
+    *,
+    session_factory: sessionmaker[Session],
+    first_pass_delay_s: float = 0.0,
+    jobs: list[Job] | None = None,
 ) -> tuple[threading.Thread, threading.Event]:
-    """Start the worker as a daemon thread (for the app's lifespan); its thread and the event that stops it."""
+    """Start the worker as a daemon thread (for the app's lifespan); its thread and the event that stops it. Its
+    first round waits `first_pass_delay_s`; a stop within that wait ends it before any job runs."""
     stop_event = threading.Event()
     thread = threading.Thread(
         target=run_worker,
         args=(settings,),
-        kwargs={"stop_event": stop_event, "session_factory": session_factory},
+        kwargs={
+            "stop_event": stop_event,
+            "session_factory": session_factory,
+            "first_pass_delay_s": first_pass_delay_s,
+            "jobs": jobs,
+        },
         name="kotacerdas-worker",
         daemon=True,
     )
