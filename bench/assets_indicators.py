@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.assets_data import FULL, QUICK, bench_database, postgres_available
-from bench.common import percentiles, write_result
+from bench.common import percentiles, wait_for_preloads, write_result
 from kotacerdas.assets import indicators
 from kotacerdas.assets.models import Asset, AssetType
 from kotacerdas.db import make_engine, make_sessionmaker
@@ -156,9 +155,7 @@ def _http(settings, *, rounds: int) -> dict[str, Any]:
     # As `kotacerdas serve` runs: the figures are counted in the background at start-up; the requests come after.
     settings = settings.model_copy(update={"map_index_preload": True})
     with TestClient(create_app(settings)) as client:
-        preloads = ("kotacerdas-asset-indicators", "kotacerdas-asset-map-index", "kotacerdas-map-index")
-        for thread in [t for t in threading.enumerate() if t.name in preloads]:
-            thread.join(timeout=120)
+        wait_for_preloads()
         for name, url in (("api", "/api/v1/assets/indicators"), ("page", "/kondisi-infrastruktur")):
             samples = []
             for _round in range(rounds):

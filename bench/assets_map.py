@@ -29,7 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from bench.assets_data import FULL, QUICK, bench_database, postgres_available
-from bench.common import percentiles, write_result
+from bench.common import percentiles, wait_for_preloads, write_result
 from bench.reports_map import _rss_mib, centres, viewport
 from kotacerdas.agencies.models import Agency
 from kotacerdas.assets import mapindex
@@ -179,6 +179,7 @@ def _http(settings, points, filters, *, per_zoom: int) -> dict:
     app = create_app(settings.model_copy(update={"map_index_preload": True}))
     result: dict[str, Any] = {}
     with TestClient(app) as client:
+        wait_for_preloads()
         probe = client.get("/api/v1/assets/map", params={"bbox": "102.5,-3.5,103.5,-2.8", "zoom": 10})
         if probe.status_code != 200:
             return {"skipped": f"GET /api/v1/assets/map answered {probe.status_code}: {probe.text[:200]}"}

@@ -111,3 +111,16 @@ def write_result(name: str, figures: dict[str, Any], *, targets: dict[str, Any],
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(document, indent=2, ensure_ascii=False), file=sys.stdout)
     return path
+
+
+def wait_for_preloads(timeout: float = 120.0) -> None:
+    """Wait until an in-process app's start-up preloads are done (the map indexes, the asset figures): they start in
+    a timer thread a second after the app's start-up (`app.PRELOAD_DELAY_S`), then in threads of their own."""
+    import threading
+
+    for name in ("kotacerdas-preload",):
+        for thread in [t for t in threading.enumerate() if t.name == name]:
+            thread.join(timeout=timeout)
+    preloads = ("kotacerdas-asset-indicators", "kotacerdas-asset-map-index", "kotacerdas-map-index")
+    for thread in [t for t in threading.enumerate() if t.name in preloads]:
+        thread.join(timeout=timeout)
