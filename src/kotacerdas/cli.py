@@ -370,6 +370,10 @@ def ingest(
         start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
     if settings.ingest_in_app:
         console.print("[yellow]KOTACERDAS_INGEST_IN_APP is true: `serve` runs an ingest worker too.[/]")
+    from kotacerdas.gcpolicy import settle_for_serving
+
+    # Each message makes a few containers that live until its batch commits: the same collector settings as `serve`.
+    settle_for_serving()
     run_ingest(settings, stop_event=stop_event, metrics=metrics, client_id=client_id, retire=retire)
 
 
