@@ -586,3 +586,22 @@ def test_sqlite_a_chunk_prepared_before_a_delete_is_not_merged(backend, engine, 
     assert store.compact(engine, settings=settings).rows == 9
     session.rollback()
     assert [o.id for o in store.list_observations(session, datastream_id=a)] == ids[:3] + ids[4:]
+
+
+def test_postgres_vacuums_the_current_values_past_a_number_of_dead_rows(backend, engine, settings, session):
+    if backend != "postgres":
+        assert store.vacuum_current_values(engine, min_dead=0) is False  # nothing to do on SQLite
+        return
+    (a,) = make_datastreams(session, 1)
+    for minute in range(30):  # each batch updates the Datastream's current value: a dead row version each
+        add(engine, settings, [NewObservation(a, T0 + timedelta(minutes=minute), float(minute))])
+    assert store.vacuum_current_values(engine, min_dead=10**9) is False  # below the threshold: left alone
+    assert store.vacuum_current_values(engine, min_dead=0) is True
+    with engine.connect() as connection:
+        dead = connection.exec_driver_sql(
+            "SELECT n_dead_tup FROM pg_stat_user_tables "
+            "WHERE relname = 'sensor_current_values' AND schemaname = current_schema()"
+        ).scalar_one()
+    assert dead == 0
+    session.rollback()
+    assert store.current_values(session)[a].result == 29.0
