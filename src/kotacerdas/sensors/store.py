@@ -318,14 +318,24 @@ def add_observations(
     return _add_postgres(session, prepared)
 
 
-def _newest_per_datastream(prepared: list, ids: list[int]) -> dict[int, tuple]:
-    """The newest row per Datastream of the batch: (id, time µs, result_type, number, value)."""
+def _upsert_current_postgres(cursor: Any, rows: Iterable[tuple]) -> None:
+    """Upsert the current value of each Datastream of a batch from its newest row (by phenomenon time, a later row of
+    the batch winning a tie), in Datastream order: concurrent batches lock the rows they share in the same order
+    instead of deadlocking. `rows`: (Datastream id, observation id, phenomenon time as integer microseconds or an
+    aware datetime, result type, number, JSON value or None), in batch order."""
+    from psycopg.types.json import Jsonb
+
     newest: dict[int, tuple] = {}
-    for (row, phenomenon, result_type, number, value), observation_id in zip(prepared, ids, strict=True):
-        best = newest.get(row.datastream_id)
-        if best is None or phenomenon >= best[1]:
-            newest[row.datastream_id] = (observation_id, phenomenon, result_type, number, value)
-    return newest
+    for row in rows:
+        best = newest.get(row[0])
+        if best is None or row[2] >= best[2]:
+            newest[row[0]] = row
+    order = [newest[ds] for ds in sorted(newest)]
+    cursor.execute(
+        _PG_CURRENT_UPSERT,
+        ([r[0] for r in order], [r[1] for r in order], [from_us(r[2]) if type(r[2]) is int else r[2] for r in order],
+         [r[3] for r in order], [r[4] for r in order], [None if r[5] is None else Jsonb(r[5]) for r in order]),
+    )  # fmt: skip
 
 
 _SQLITE_JOURNAL_INSERT = (
@@ -439,17 +449,9 @@ def _add_postgres_numbers(session: Session, rows: NumericRows) -> list[int] | No
             write_row = copy.write_row
             for row in zip(*columns, strict=True):
                 write_row(row)
-        newest: dict[int, tuple] = {}
-        for observation_id, ds, t, result_type, number, _feature in zip(*columns, strict=True):
-            best = newest.get(ds)
-            if best is None or (t, observation_id) >= (best[1], best[0]):
-                newest[ds] = (observation_id, t, result_type, number)
-        order = sorted(newest.items())  # in Datastream order, as `_add_postgres` (no deadlocks)
-        cursor.execute(
-            _PG_CURRENT_UPSERT,
-            ([ds for ds, _v in order], [v[0] for _ds, v in order], [v[1] for _ds, v in order],
-             [v[2] for _ds, v in order], [v[3] for _ds, v in order], [None] * len(order)),
-        )  # fmt: skip
+        _upsert_current_postgres(
+            cursor, zip(rows.datastream_ids, ids, rows.times, result_types, numbers, [None] * len(ids), strict=True)
+        )
     return ids
 
 
@@ -567,14 +569,10 @@ def _add_postgres(session: Session, prepared: list) -> list[int]:
                     )  # fmt: skip
                 except (TypeError, ValueError, AttributeError, OverflowError) as error:
                     raise StoreError(index, f"bad time ({error})") from None
-        # In Datastream order (ORDER BY 1 above): concurrent batches lock the rows they share in the same order,
-        # instead of deadlocking.
-        newest = sorted(_newest_per_datastream(prepared, ids).items())
-        cursor.execute(
-            _PG_CURRENT_UPSERT,
-            ([ds for ds, _v in newest], [v[0] for _ds, v in newest], [from_us(v[1]) for _ds, v in newest],
-             [v[2] for _ds, v in newest], [v[3] for _ds, v in newest],
-             [None if v[4] is None else Jsonb(v[4]) for _ds, v in newest]),
+        _upsert_current_postgres(
+            cursor,
+            ((row.datastream_id, observation_id, phenomenon, result_type, number, value)
+             for (row, phenomenon, result_type, number, value), observation_id in zip(prepared, ids, strict=True)),
         )  # fmt: skip
     # The hourly rollups are not touched here: `roll_up` adds the rows past its watermark (the worker, every few
     # seconds), and `hourly` adds the rows not rolled up yet on the fly. In the batch, the upsert of about one
