@@ -448,6 +448,29 @@ def test_a_batch_of_mixed_rows_is_stored_as_given(engine, settings, session):
     assert (current[a].observation_id, current[b].observation_id) == (plain[0], plain[1])
 
 
+@pytest.mark.parametrize("count", [1, 127, 128, 129, 300, 1_000])
+def test_batches_of_any_size_are_stored_whole_and_in_order(engine, settings, session, count):
+    """SQLite appends a batch with multi-row statements of 128, 64, … rows: every size stores each row once, in
+    order, by both the column path (NumericRows) and the row path (a text result among numbers)."""
+    a, b = make_datastreams(session)
+    times = [T0 + timedelta(seconds=n) for n in range(count)]
+    numbers = [float(n) for n in range(count)]
+    datastreams = [(a, b)[n % 2] for n in range(count)]
+    columns = add(engine, settings, store.NumericRows(datastreams, times, numbers, [None] * count))
+    later = [t + timedelta(hours=1) for t in times]
+    mixed = [NewObservation(ds, t, n) for ds, t, n in zip(datastreams, later, numbers, strict=True)]
+    mixed[-1] = NewObservation(datastreams[-1], later[-1], "rusak")
+    rows = add(engine, settings, mixed)
+    assert columns == list(range(columns[0], columns[0] + count))
+    assert rows == list(range(columns[-1] + 1, columns[-1] + 1 + count))
+    session.rollback()
+    stored = {ds: store.list_observations(session, datastream_id=ds, limit=10_000) for ds in (a, b)}
+    got = sorted((o.id, o.datastream_id, o.result) for ds in (a, b) for o in stored[ds])
+    expected = [(i, ds, n) for i, ds, n in zip(columns, datastreams, numbers, strict=True)]
+    expected += [(i, o.datastream_id, o.result) for i, o in zip(rows, mixed, strict=True)]
+    assert got == expected
+
+
 def test_concurrent_batches_over_the_same_datastreams_all_commit(engine, settings, session):
     """PostgreSQL has no writer queue: two batches upserting the same current values lock them in the same order
     instead of deadlocking (both databases run it)."""
