@@ -76,6 +76,23 @@ def start_server(
     would compete for the interpreter in the first seconds (the map benchmark measures the index on its own).
     `env` adds or overrides variables."""
     port = free_port()
+    command = [*kotacerdas_command(), "serve", "--port", str(port), "--no-migrate", "--workers", str(workers)]
+    with log.open("wb") as handle:
+        process = subprocess.Popen(command, env=_environment(settings, env), stdout=handle, stderr=subprocess.STDOUT)
+    wait_ready(process, port, log=log, timeout=timeout)
+    return process, port
+
+
+def start_worker(settings, *, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`kotacerdas worker` on the database of `settings`, in the environment `start_server` gives (the worker
+    process beside `serve --workers N`, as docs/operations.md describes)."""
+    with log.open("wb") as handle:
+        return subprocess.Popen(
+            [*kotacerdas_command(), "worker"], env=_environment(settings, env), stdout=handle, stderr=subprocess.STDOUT
+        )
+
+
+def _environment(settings, env: dict[str, str] | None) -> dict[str, str]:
     environment = {key: value for key, value in os.environ.items() if not key.startswith("KOTACERDAS_")}
     environment.update(
         KOTACERDAS_DATABASE_URL=settings.sqlalchemy_url,
@@ -86,8 +103,4 @@ def start_server(
         KOTACERDAS_MAP_INDEX_PRELOAD="false",
     )
     environment.update(env or {})
-    command = [*kotacerdas_command(), "serve", "--port", str(port), "--no-migrate", "--workers", str(workers)]
-    with log.open("wb") as handle:
-        process = subprocess.Popen(command, env=environment, stdout=handle, stderr=subprocess.STDOUT)
-    wait_ready(process, port, log=log, timeout=timeout)
-    return process, port
+    return environment

@@ -95,3 +95,36 @@ def test_writers_of_two_engines_wait_for_each_other(settings):
     finally:
         first.dispose()
         second.dispose()
+
+
+def test_release_writer_queue_gives_the_queue_back_before_the_connection_is(settings):
+    """The compaction gives the queue back after its copy commits and keeps its connection for the checkpoint: the
+    file lock is free at once, a second release does nothing, and the connection's return to the pool neither
+    releases twice nor fails. Inside a transaction it refuses (the writes would not hold the queue)."""
+    from kotacerdas.db import release_writer_queue
+
+    engine = make_engine(settings)
+    lock_file = Path(f"{sa.engine.make_url(settings.sqlalchemy_url).database}-writer.lock")
+    try:
+        with _write_connection(engine) as connection:
+            connection.begin()
+            connection.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+            with pytest.raises(RuntimeError):
+                release_writer_queue(connection)
+            connection.commit()
+            assert _writer_lock_taken(lock_file)  # held until given back
+            release_writer_queue(connection)
+            assert not _writer_lock_taken(lock_file)
+            release_writer_queue(connection)
+            with _write_connection(engine) as other, other.begin():  # another writer gets in meanwhile
+                other.exec_driver_sql("INSERT INTO t VALUES (1)")
+            # As the compaction does, on the driver connection: no transaction begins (it would queue again).
+            connection.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        with _write_connection(engine) as connection, connection.begin():
+            connection.exec_driver_sql("INSERT INTO t VALUES (2)")
+            assert _writer_lock_taken(lock_file)
+        assert not _writer_lock_taken(lock_file)
+        with engine.connect() as reader:
+            assert reader.exec_driver_sql("SELECT count(*) FROM t").scalar() == 2
+    finally:
+        engine.dispose()

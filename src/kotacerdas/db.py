@@ -239,6 +239,17 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, lock_path: Path |
             lock.release()
 
 
+def release_writer_queue(connection: sa.Connection) -> None:
+    """Give the writer queue back now, after the connection's write transaction ended, instead of when the
+    connection goes back to the pool: for work that keeps the connection a while longer without writing (the
+    compaction's cleanup and checkpoint)."""
+    if connection.in_transaction():
+        raise RuntimeError("release_writer_queue() inside a transaction: its writes would not hold the queue")
+    lock = connection.info.pop(_WRITER_LOCK, None)
+    if lock is not None:
+        lock.release()
+
+
 def begin_writes(session: Session) -> None:
     """Where a read-then-write request starts writing: its reads and checks are done, its writes follow.
 

@@ -307,6 +307,11 @@ def test_sqlite_compaction_runs_when_due(backend, engine, settings, session):
     add(engine, settings, [NewObservation(a, T0 + timedelta(hours=1, seconds=n), 1.0) for n in range(1_000)])
     assert store.compact_if_due(engine, settings=small, now=T0 + timedelta(seconds=20)) == 1_010
     assert store.journal_rows(engine) == 0
+    with engine.connect() as connection:
+        # The compaction checkpointed itself, after giving the writer queue back, and reset the connection.
+        raw = connection.connection.driver_connection
+        assert raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+        assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 def test_deleting_a_datastreams_observations_empties_its_current_value_and_rollups(engine, settings, session):
