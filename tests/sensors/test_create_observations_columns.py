@@ -84,3 +84,28 @@ def test_numeric_rows_refused_by_the_store_name_the_row(engine, settings, sessio
         zip(ids, [1.0, 2, 3.5], strict=True)
     )
     assert store.current_values(session)[a].result == 3.5
+
+
+def test_datastream_targets_are_cached_a_while_then_read_again(session, monkeypatch):
+    """The batch path's cache of Datastream targets answers from memory while it is young, and a change another
+    process made (no forget_caches here) is seen once it is DS_CACHE_SECONDS old; a Datastream not in it is read."""
+    import sqlalchemy as sa
+
+    from kotacerdas.sensors import service
+    from kotacerdas.sensors.models import Datastream
+
+    a, b = make_datastreams(session)
+    service.forget_caches(session)
+    assert not service.targets_cached(session, [a])
+    assert service.datastream_targets(session, [a])[a][1].endswith("OM_Measurement")
+    assert service.targets_cached(session, [a]) and not service.targets_cached(session, [a, b])
+    session.execute(sa.update(Datastream).where(Datastream.id == a).values(observation_type="changed elsewhere"))
+    session.commit()
+    both = service.datastream_targets(session, [a, b])
+    assert both[a][1].endswith("OM_Measurement") and both[b][1].endswith("OM_Measurement")  # a from the cache
+    assert service.targets_cached(session, [a, b])
+    assert service.datastream_targets(session, [a, 10**9]).keys() == {a}  # an unknown id is simply not found
+    monkeypatch.setattr(service, "DS_CACHE_SECONDS", 0.0)
+    assert not service.targets_cached(session, [a])
+    assert service.datastream_targets(session, [a])[a][1] == "changed elsewhere"
+    service.forget_caches(session)

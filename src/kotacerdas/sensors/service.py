@@ -705,13 +705,21 @@ def get_or_create_feature(
     return session.scalar(sa.select(FeatureOfInterest.id).where(FeatureOfInterest.feature_key == key))
 
 
-# Datastream id → (Thing id, observation type, feature id of its Thing's Location or None), per engine, for a few
-# seconds: the batch path asks for it once per Datastream per batch. Changes made in this process clear it.
-_DS_CACHE: weakref.WeakKeyDictionary[Engine, dict[int, tuple[float, int, str, int | None]]] = (
+# Datastream id → (Thing id, observation type, feature id of its Thing's Location or None), per engine: the batch
+# path asks for it once per Datastream per batch. The whole cache is read again once it is DS_CACHE_SECONDS old, so
+# that a batch's ~950 look-ups are set operations in C instead of a time check each in Python (bench/ingest_http.py).
+# Changes made in this process clear it; other processes' changes are seen within DS_CACHE_SECONDS.
+_DS_CACHE: weakref.WeakKeyDictionary[Engine, tuple[float, dict[int, tuple[int, str, int | None]]]] = (
     weakref.WeakKeyDictionary()
 )
 _DS_LOCK = threading.Lock()
 DS_CACHE_SECONDS = 30.0
+
+
+def _targets_cache(engine: Engine) -> dict[int, tuple[int, str, int | None]]:
+    """The engine's cache of Datastream targets, empty when it is missing or too old."""
+    born, entries = _DS_CACHE.get(engine) or (0.0, {})
+    return entries if _time.monotonic() - born < DS_CACHE_SECONDS else {}
 
 
 def forget_caches(session: Session) -> None:
@@ -726,17 +734,10 @@ def datastream_targets(session: Session, datastream_ids: Iterable[int]) -> dict[
     """For each known Datastream id: (Thing id, observation type, FeatureOfInterest id of the Thing's Location,
     created on first use; None when the Thing has no Location)."""
     engine = session.get_bind()
-    now = _time.monotonic()
-    cache = _DS_CACHE.get(engine) or {}
+    cache = _targets_cache(engine)
     wanted = set(datastream_ids)
-    found: dict[int, tuple[int, str, int | None]] = {}
-    missing = []
-    for ds in wanted:
-        hit = cache.get(ds)
-        if hit is not None and now - hit[0] < DS_CACHE_SECONDS:
-            found[ds] = hit[1:]
-        else:
-            missing.append(ds)
+    missing = wanted - cache.keys()
+    found = {ds: cache[ds] for ds in wanted - missing}
     if missing:
         rows = session.execute(
             sa.select(Datastream.id, Datastream.thing_id, Datastream.observation_type).where(Datastream.id.in_(missing))
@@ -770,24 +771,20 @@ def datastream_targets(session: Session, datastream_ids: Iterable[int]) -> dict[
         for row in rows:
             value = (row.thing_id, row.observation_type, features.get(row.thing_id))
             found[row.id] = value
-            fresh[row.id] = (now, *value)
+            fresh[row.id] = value
         with _DS_LOCK:
-            current = _DS_CACHE.setdefault(engine, {})
-            if len(current) > 200_000:
-                current.clear()
-            current.update(fresh)
+            current = _targets_cache(engine)
+            if not current or len(current) > 200_000:
+                # A new generation starts from these rows (the cache was empty, too old or too large).
+                _DS_CACHE[engine] = (_time.monotonic(), fresh)
+            else:
+                current.update(fresh)
     return found
 
 
 def targets_cached(session: Session, datastream_ids: Iterable[int]) -> bool:
     """Whether `datastream_targets` would answer these ids from its cache alone (reading, never writing)."""
-    cache = _DS_CACHE.get(session.get_bind()) or {}
-    now = _time.monotonic()
-    for ds in datastream_ids:
-        hit = cache.get(ds)
-        if hit is None or now - hit[0] >= DS_CACHE_SECONDS:
-            return False
-    return True
+    return _targets_cache(session.get_bind()).keys() >= set(datastream_ids)
 
 
 # --- creating ---------------------------------------------------------------------------------------------------

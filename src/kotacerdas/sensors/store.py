@@ -270,7 +270,7 @@ def _known_datastreams(session: Session, wanted: Iterable[int]) -> dict[int, str
     """Datastream id → observation type, cached per engine and read again when a batch names one not in it."""
     engine = session.get_bind()
     known = _DATASTREAMS.get(engine)
-    if known is None or any(datastream_id not in known for datastream_id in wanted):
+    if known is None or not known.keys() >= set(wanted):
         rows = session.connection().execute(sa.select(Datastream.id, Datastream.observation_type))
         known = {row[0]: row[1] for row in rows}
         with _DATASTREAMS_LOCK:
