@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from kotacerdas.config import Settings
-from kotacerdas.db import make_engine
+from kotacerdas.db import make_engine, release_writer_queue
 
 
 @pytest.fixture
@@ -32,13 +32,17 @@ def _writer_lock_taken(path: Path) -> bool:
     return False
 
 
+def _lock_file(settings: Settings) -> Path:
+    return Path(f"{sa.engine.make_url(settings.sqlalchemy_url).database}-writer.lock")
+
+
 def _write_connection(engine):
     return engine.connect().execution_options(kotacerdas_write=True)
 
 
 def test_a_write_transaction_holds_the_file_lock_until_it_ends(settings):
     engine = make_engine(settings)
-    lock_file = Path(f"{sa.engine.make_url(settings.sqlalchemy_url).database}-writer.lock")
+    lock_file = _lock_file(settings)
     try:
         with _write_connection(engine) as connection:
             connection.begin()
@@ -101,10 +105,7 @@ def test_release_writer_queue_gives_the_queue_back_before_the_connection_is(sett
     """The compaction gives the queue back after its copy commits and keeps its connection for the checkpoint: the
     file lock is free at once, a second release does nothing, and the connection's return to the pool neither
     releases twice nor fails. Inside a transaction it refuses (the writes would not hold the queue)."""
-    from kotacerdas.db import release_writer_queue
-
     engine = make_engine(settings)
-    lock_file = Path(f"{sa.engine.make_url(settings.sqlalchemy_url).database}-writer.lock")
     try:
         with _write_connection(engine) as connection:
             connection.begin()
@@ -112,6 +113,7 @@ def test_release_writer_queue_gives_the_queue_back_before_the_connection_is(sett
             with pytest.raises(RuntimeError):
                 release_writer_queue(connection)
             connection.commit()
+            lock_file = _lock_file(settings)
             assert _writer_lock_taken(lock_file)  # held until given back
             release_writer_queue(connection)
             assert not _writer_lock_taken(lock_file)
