@@ -4,8 +4,9 @@ A real `kotacerdas serve` (uvicorn, bench/server.py) with its background worker 
 the worker's job merges the SQLite journal (sensors/store.py `compact_if_due`, every second once the journal holds
 `sensor_compact_rows`), so the sustained rate counts the compaction in. SQLite is measured a second time as a busy
 single machine runs (docs/operations.md): `serve --workers 2`, one process per core, with twice the clients, and
-the worker in a `kotacerdas worker` process of its own; the absolute target is judged on the faster of the two. The database is fresh: an admin's API token,
-one Thing with a Location (the FeatureOfInterest is derived from it) and DATASTREAMS Datastreams of water level.
+the worker in a `kotacerdas worker` process of its own; the absolute target is judged on the faster of the two.
+The database is fresh: an admin's API token, one Thing with a Location (the FeatureOfInterest is derived from it)
+and DATASTREAMS Datastreams of water level.
 
 Each observation goes to a random Datastream (the same spread as bench/observation_store.py: a batch touches about
 950 Datastreams, the hardest case for the current values and the clustered segments); times advance so that ROWS

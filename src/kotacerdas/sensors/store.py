@@ -370,7 +370,7 @@ def _insert_rows(raw: Any, head: str, rows: Sequence[tuple]) -> None:
     sqlite3's executemany steps the statement once per row and lets go of the interpreter lock at each step: under
     load another request thread takes it, and the writer, which holds SQLite's writer queue, waits for it back
     (bench/ingest_http.py). One statement per 128 rows binds the same values in a third of the time (0.32 ms for
-    1,000 rows against 0.92 ms, alone) and lets go of the lock eight times, not a thousand. Statement sizes are
+    1,000 rows against 0.92 ms, alone) and lets go of the lock about ten times, not a thousand. Statement sizes are
     powers of two, so that the connection's statement cache keeps the few texts a batch uses."""
     if not rows:
         return
