@@ -118,9 +118,8 @@ def wait_for_preloads(timeout: float = 120.0) -> None:
     a timer thread a second after the app's start-up (`app.PRELOAD_DELAY_S`), then in threads of their own."""
     import threading
 
-    for name in ("kotacerdas-preload",):
-        for thread in [t for t in threading.enumerate() if t.name == name]:
-            thread.join(timeout=timeout)
+    for thread in [t for t in threading.enumerate() if t.name == "kotacerdas-preload"]:
+        thread.join(timeout=timeout)
     preloads = ("kotacerdas-asset-indicators", "kotacerdas-asset-map-index", "kotacerdas-map-index")
     for thread in [t for t in threading.enumerate() if t.name in preloads]:
         thread.join(timeout=timeout)

@@ -1125,9 +1125,7 @@ def compact_if_due(engine: Engine, *, settings: Settings, now: datetime | None =
     `sensor_compact_interval_seconds` (the worker's job, every few seconds); observations merged. On PostgreSQL
     the rollup of the observations past the watermark, every time (`roll_up`)."""
     if engine.dialect.name != "sqlite":
-        rolled = roll_up(engine)
-        vacuum_current_values(engine)
-        return rolled
+        return compact(engine, settings=settings).rows  # the rollup and the current values' vacuum
     now = now or utcnow()
     waiting = journal_rows(engine)
     last = _LAST_COMPACTION.get(engine)
