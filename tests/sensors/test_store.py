@@ -623,7 +623,10 @@ def test_postgres_vacuums_the_current_values_past_a_number_of_dead_rows(backend,
     (a,) = make_datastreams(session, 1)
     for minute in range(30):  # each batch updates the Datastream's current value: a dead row version each
         add(engine, settings, [NewObservation(a, T0 + timedelta(minutes=minute), float(minute))])
-    assert store.compact_if_due(engine, settings=settings) == 30  # the worker's job: the rollup (and the vacuum)
+    # The worker's job: the rollup (and the vacuum). It answers the observation ids it covered, which the sequence
+    # shares with earlier tests: at least these 30, and nothing the second time.
+    assert store.compact_if_due(engine, settings=settings) >= 30
+    assert store.compact_if_due(engine, settings=settings) == 0
     assert store.vacuum_current_values(engine, min_dead=10**9) is False  # below the threshold: left alone
     assert store.vacuum_current_values(engine, min_dead=0) is True
     with engine.connect() as connection:
