@@ -158,9 +158,8 @@ def test_every_entity_set_can_be_created_read_updated_and_deleted(client, tokens
         assert response.status_code == 200, response.text
         key, value = next(iter(change.items()))
         assert client.get(f"{ROOT}/{name}({made[name]['@iot.id']})").json()[key] == value
-    # Observations are not changed in place (docs/sensorthings.md)
-    assert_problem(client.patch(f"{ROOT}/Observations({observation['@iot.id']})", json={"result": False},
-                                headers=admin), 405)  # fmt: skip
+    response = client.patch(f"{ROOT}/Observations({observation['@iot.id']})", json={"result": False}, headers=admin)
+    assert response.status_code == 200 and response.json()["result"] is False, response.text
     for name in ("Observations", "HistoricalLocations", "Datastreams", "FeaturesOfInterest", "Locations", "Sensors",
                  "ObservedProperties", "Things"):  # fmt: skip
         response = client.delete(f"{ROOT}/{name}({made[name]['@iot.id']})", headers=admin)
@@ -529,3 +528,59 @@ def test_text_results_with_a_nul_are_refused(client, tokens, session):
     assert_problem(client.post(f"{ROOT}/Datastreams({ds})/Observations", json={"result": "a\x00"}, headers=admin), 400)
     assert_problem(client.post(f"{ROOT}/Things", json={"name": "a\x00", "description": ""}, headers=admin), 400)
     assert observations(session) == []
+
+
+def test_patching_an_observation_checks_it_as_new_and_the_chart_and_current_value_follow(
+    client, tokens, staff, session
+):
+    admin = tokens("admin")
+    pupr = create(client, tokens("pupr_staff"), "/Things", gauge("Pos PUPR"))
+    ds = first_datastream(client, pupr["@iot.id"])
+    made = [
+        create(client, admin, f"/Datastreams({ds})/Observations",
+               {"phenomenonTime": (T0 + timedelta(minutes=m)).isoformat(), "result": value})
+        for m, value in ((0, 100.0), (10, 120.0), (70, 130.0))
+    ]  # fmt: skip
+    first, newest = made[0]["@iot.id"], made[2]["@iot.id"]
+    url = f"{ROOT}/Observations({first})"
+    # Bad input: a 400 naming it, and nothing changed.
+    ahead = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    bad = [({"result": "tinggi"}, "result"), ({"phenomenonTime": None}, "phenomenonTime"),
+           ({"phenomenonTime": "kemarin"}, "phenomenonTime"), ({"Datastream": {"@iot.id": 10**9}}, "Datastream"),
+           ({"warna": "merah"}, "warna"), ({"@iot.id": newest}, "@iot.id"),
+           ({"phenomenonTime": ahead}, "future")]  # fmt: skip
+    for body, named in bad:
+        assert named in assert_problem(client.patch(url, json=body, headers=admin), 400)["detail"]
+    assert client.get(url).json()["result"] == 100.0
+    # Who may: not another OPD's staff, not a device key, not a visitor.
+    assert_problem(client.patch(url, json={"result": 1.0}, headers=tokens("dlh_staff")), 403)
+    assert_problem(client.patch(url, json={"result": 1.0}), 401)
+    # The first reading moves to the next hour and becomes the newest: its old hour, its new hour and the current
+    # value follow; the id stays.
+    moved = T0 + timedelta(hours=1, minutes=30)
+    response = client.patch(url, json={"phenomenonTime": moved.isoformat(), "result": 150}, headers=admin)
+    assert response.status_code == 200, response.text
+    assert response.json()["@iot.id"] == first and response.json()["phenomenonTime"] == "2026-11-01T07:30:00Z"
+    assert response.json()["result"] == 150
+    session.rollback()
+    assert store.current_values(session, [ds])[ds].observation_id == first
+    hours = store.hourly(session, datastream_id=ds, start=T0, end=T0 + timedelta(hours=2))
+    assert [(h.hour, h.count, h.min, h.max) for h in hours] == [
+        (T0, 1, 120.0, 120.0), (T0 + timedelta(hours=1), 2, 130.0, 150.0)
+    ]  # fmt: skip
+    listed = client.get(f"{ROOT}/Datastreams({ds})/Observations?$orderby=phenomenonTime desc&$top=1").json()
+    assert listed["value"][0]["@iot.id"] == first
+    # The owner's staff may change it too, and the change is audited with what it was.
+    pupr_token = tokens("pupr_staff")
+    assert client.patch(url, json={"resultQuality": "diperiksa"}, headers=pupr_token).status_code == 200
+    assert client.get(url).json()["resultQuality"] == "diperiksa"
+    session.rollback()
+    entry = session.scalars(
+        sa.select(AuditEntry).where(AuditEntry.action == "sensors.observation.update").order_by(AuditEntry.id)
+    ).first()
+    assert entry.entity_id == str(first)
+    assert entry.before["result"] == 100.0 and entry.after["result"] == 150
+    # Moving it back brings the previous newest back as the current value.
+    assert client.patch(url, json={"phenomenonTime": T0.isoformat()}, headers=admin).status_code == 200
+    session.rollback()
+    assert store.current_values(session, [ds])[ds].observation_id == newest

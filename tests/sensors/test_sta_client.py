@@ -71,6 +71,11 @@ def test_frost_client_creates_queries_updates_and_deletes(app, staff, session): 
         stream.description = "TMA Kelingi (cm)"
         service.update(stream)
         assert service.datastreams().find(datastream.id).description == "TMA Kelingi (cm)"
+        reading = service.observations().query().filter("result eq 310.0").list().entities[0]
+        reading.result = 301.5  # a reading corrected by hand
+        service.update(reading)
+        corrected = service.observations().find(reading.id)
+        assert (corrected.result, corrected.phenomenon_time) == (301.5, "2026-11-01T08:00:00Z")
 
         service.delete(again)
         with pytest.raises(requests.exceptions.HTTPError) as missing:

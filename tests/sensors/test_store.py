@@ -616,6 +616,81 @@ def test_sqlite_a_chunk_prepared_before_a_delete_is_not_merged(backend, engine, 
     assert [o.id for o in store.list_observations(session, datastream_id=a)] == ids[:3] + ids[4:]
 
 
+def test_sqlite_a_chunk_prepared_before_an_update_is_not_merged(backend, engine, settings, session):
+    """An update of a journal row between the preparation and the copy of a chunk: the chunk holds the old row, so
+    it is not copied, and the next compaction merges the new one."""
+    if backend != "sqlite":
+        pytest.skip("the journal is SQLite's")
+    from kotacerdas.sensors import store_sqlite
+
+    (a,) = make_datastreams(session, 1)
+    ids = add(engine, settings, [NewObservation(a, T0 + timedelta(minutes=m), float(m)) for m in range(10)])
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        with connection.begin():
+            prepared = store_sqlite.prepare_chunk(raw, ids[-1], 1_000)
+        update(engine, ids[3], NewObservation(a, T0 + timedelta(minutes=3), 33.0))
+        connection.execution_options(**{WRITE_OPTION: True})
+        with connection.begin():
+            assert store_sqlite.merge_prepared(raw, prepared, 1_000_000) is None
+        store_sqlite.drop_prepared(raw)
+    assert store.compact(engine, settings=settings).rows == 10
+    session.rollback()
+    assert store.get_observation(session, ids[3]).result == 33.0
+
+
+def update(engine, observation_id: int, new: NewObservation) -> bool:
+    with sa.orm.Session(engine) as writer:
+        writer.connection(execution_options={WRITE_OPTION: True})
+        done = store.update_observation(writer, observation_id, new)
+        writer.commit()
+    return done
+
+
+def test_updates_keep_the_id_and_hourly_current_values_and_extents_follow(engine, settings, session):
+    """Updates of merged rows (SQLite: in a segment; PostgreSQL: rolled up) and of rows not merged yet: across
+    hours, to another Datastream, to a time outside the segment's range, to a text result; the chart always equals
+    the raw aggregation, before and after the next compaction."""
+    a, b = make_datastreams(session)
+    start, end = T0 - timedelta(days=2), T0 + timedelta(days=1)
+    merged = add(engine, settings, [NewObservation(a, T0 + timedelta(minutes=10 * m), float(m)) for m in range(12)])
+    store.compact(engine, settings=settings)
+    store.maintain(engine, settings=settings, now=T0)
+    pending = add(engine, settings, [NewObservation(b, T0 + timedelta(minutes=5), 7.0)])
+
+    def check():
+        for ds in (a, b):
+            session.rollback()
+            assert charted(session, ds, start, end) == raw_hourly(session, ds, start, end)
+
+    assert update(engine, merged[0], NewObservation(a, T0 + timedelta(hours=1, minutes=55), 99.0))  # next hour
+    assert update(engine, merged[1], NewObservation(b, T0 + timedelta(minutes=10), 5))  # another Datastream
+    early = T0 - timedelta(days=1)  # before every row of its segment
+    assert update(engine, merged[2], NewObservation(a, early, -1.5, result_time=early, parameters={"cek": 1}))
+    assert update(engine, merged[3], NewObservation(a, T0 + timedelta(minutes=30), "rusak"))  # not rolled up
+    assert update(engine, pending[0], NewObservation(b, T0 + timedelta(hours=3), 8.0))
+    assert not update(engine, 10**12, NewObservation(a, T0, 1.0))
+    check()
+    session.rollback()
+    got = store.get_observation(session, merged[2])
+    assert (got.id, got.datastream_id, got.phenomenon_time, got.result, got.parameters) == (
+        merged[2], a, early, -1.5, {"cek": 1}
+    )  # fmt: skip
+    assert [o.id for o in store.list_observations(session, datastream_id=a, start=early, end=T0)] == [merged[2]]
+    assert store.get_observation(session, merged[3]).result == "rusak"
+    current = store.current_values(session)
+    assert (current[a].observation_id, current[b].observation_id) == (merged[0], pending[0])
+    stream = session.get(Datastream, a)
+    session.refresh(stream)
+    assert stream.phenomenon_time_start == early
+    with pytest.raises(StoreError, match="NaN"):
+        update(engine, merged[4], NewObservation(a, T0, math.nan))
+    session.rollback()  # PostgreSQL: maintain creates October's partition for the early row, and waits for readers
+    store.compact(engine, settings=settings)
+    store.maintain(engine, settings=settings, now=T0)
+    check()
+
+
 def test_postgres_vacuums_the_current_values_past_a_number_of_dead_rows(backend, engine, settings, session):
     if backend != "postgres":
         assert store.vacuum_current_values(engine, min_dead=0) is False  # nothing to do on SQLite

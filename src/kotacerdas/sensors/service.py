@@ -1567,8 +1567,6 @@ def update_entity(
     """PATCH: change the properties given (and the links to other entities); the rest stays."""
     if not isinstance(body, dict):
         raise StaError(f"the body must be a JSON object (a {entity_set.singular})")
-    if entity_set.name == "Observations":
-        raise StaMethodNotAllowed("Observations are not changed here: DELETE it and POST the corrected one")
     get_entity(session, entity_set=entity_set, entity_id=entity_id)
     require_change(session, caller=caller, entity_set=entity_set, entity_id=entity_id)
     where = f"{entity_set.singular}({entity_id})"
@@ -1579,6 +1577,9 @@ def update_entity(
         if name in body and body[name] is None:
             raise StaError(f"{where}.{name} cannot be null")
     ctx = _Context(session, settings, caller, utcnow())
+    if entity_set.name == "Observations":
+        _update_observation(ctx, entity_id, body, where)
+        return
     obj = session.get(entity_set.model, entity_id)
     before = snapshot(obj, exclude=("device_key_hash",))
     if entity_set.name == "FeaturesOfInterest" and ("feature" in body or "encodingType" in body):
@@ -1628,6 +1629,72 @@ def update_entity(
     session.flush()
     _audit(ctx, "update", entity_set, obj, before)
     forget_caches(session)
+
+
+def _update_observation(ctx: _Context, observation_id: int, body: dict[str, Any], where: str) -> None:
+    """PATCH of an Observation: the properties given replace the stored ones and are checked as a new
+    Observation's are (the result against the Datastream's observation type, times, NUL characters); a new
+    Datastream must be one the caller may write to. The store keeps the id and follows with rollups and current
+    values (store.update_observation)."""
+    old = store.get_observation(ctx.session, observation_id)
+    if old is None:
+        raise StaNotFound(f"no Observation with @iot.id {observation_id}")
+    if "phenomenonTime" in body and body["phenomenonTime"] is None:
+        raise StaError(f"{where}.phenomenonTime cannot be null")
+    stored = {
+        "phenomenonTime": _interval_text(old.phenomenon_time, old.phenomenon_time_end),
+        "resultTime": _interval_text(old.result_time, None),
+        "result": old.result,
+        "resultQuality": old.result_quality,
+        "validTime": _interval_text(old.valid_time_start, old.valid_time_end),
+        "parameters": old.parameters,
+    }
+    merged = {**stored, **{key: value for key, value in body.items() if key in stored}}
+    datastream_id = old.datastream_id
+    if "Datastream" in body:
+        datastream_id = _link_id(body["Datastream"], f"{where}.Datastream")
+        if datastream_id is None:
+            raise StaError(f"{where}.Datastream must link an existing Datastream by its @iot.id")
+    targets = datastream_targets(ctx.session, [datastream_id])
+    if datastream_id not in targets:
+        raise StaError(f"{where}.Datastream: no Datastream with @iot.id {datastream_id}")
+    thing_id, observation_type, _feature = targets[datastream_id]
+    if datastream_id != old.datastream_id:
+        _require_things(ctx.session, ctx.caller, [thing_id], "Observations")
+    check_result(merged["result"], observation_type, where)
+    feature_id = old.feature_id
+    if "FeatureOfInterest" in body:
+        feature_id = _create(ctx, SETS["FeaturesOfInterest"], body["FeatureOfInterest"], f"{where}.FeatureOfInterest")
+    new = _new_observation(ctx, merged, datastream_id, feature_id, where)
+    try:
+        store.update_observation(ctx.session, observation_id, new)
+    except store.StoreError as error:
+        raise StaError(f"{where}: {error.reason}") from None
+    record_change(
+        ctx.session,
+        actor=ctx.caller.actor,
+        action="sensors.observation.update",
+        entity_type="sensor_observations",
+        entity_id=observation_id,
+        before=_observation_audit(old.datastream_id, old.phenomenon_time, old.result, old.feature_id),
+        after=_observation_audit(datastream_id, new.phenomenon_time, new.result, feature_id),
+    )
+
+
+def _interval_text(start: datetime | None, end: datetime | None) -> str | None:
+    """A stored time or interval as the ISO 8601 text a body carries (parse_interval reads it back)."""
+    if start is None:
+        return None
+    return start.isoformat() if end is None else f"{start.isoformat()}/{end.isoformat()}"
+
+
+def _observation_audit(datastream_id: int, phenomenon_time: datetime | int, result: Any, feature_id: Any) -> dict:
+    return {
+        "datastream_id": datastream_id,
+        "phenomenon_time": store.to_datetime(phenomenon_time).isoformat(),
+        "result": result,
+        "feature_id": feature_id,
+    }
 
 
 # --- deleting ---------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ What the API and the MQTT ingest call (the session first; the caller owns the tr
   `list_observations(session, *, datastream_id, start=None, end=None, limit=100, order="asc")`.
 - `hourly(session, *, datastream_id, start, end) -> list[HourlyRow]`: min, max, avg and count per UTC hour of the
   numeric results, never stale (on SQLite the journal's unmerged rows are aggregated on the fly).
+- `update_observation(session, observation_id, new)`: a PATCH, the id kept, rollups and current values following.
 - `delete_observation(session, observation_id)`, `purge_before(session, *, cutoff, datastream_id=None)`: raw rows
   go, rollups stay (retention: `sensor_raw_retention_days`, run by the worker through `apply_retention`).
 - `compact(engine, *, settings)`: SQLite's compaction; on PostgreSQL `roll_up(engine)`, the hourly rollup of the
@@ -885,7 +886,6 @@ def delete_observation(session: Session, observation_id: int) -> bool:
     sqlite = _dialect(session) == "sqlite"
     connection = session.connection()
     ds, t = observation.datastream_id, to_us(observation.phenomenon_time)
-    hour = t - t % HOUR_US
     if sqlite:
         segmented.delete(_raw(session), observation_id, ds, t)
     else:
@@ -894,16 +894,75 @@ def delete_observation(session: Session, observation_id: int) -> bool:
         mark = _watermark(connection, "rollup_id")
         connection.exec_driver_sql("DELETE FROM sensor_observations WHERE id = %s", (observation_id,))
         if observation_id <= mark:
-            low, high = from_us(hour), from_us(hour + HOUR_US)
-            connection.exec_driver_sql("DELETE FROM sensor_hourly WHERE datastream_id = %s AND hour = %s", (ds, low))
-            connection.exec_driver_sql(
-                "INSERT INTO sensor_hourly (datastream_id, hour, count, sum, min, max) "
-                "SELECT datastream_id, %s, count(*), sum(result_number), min(result_number), max(result_number) "
-                "FROM sensor_observations WHERE datastream_id = %s AND phenomenon_time >= %s AND phenomenon_time < %s "
-                "AND id <= %s AND result_number IS NOT NULL GROUP BY datastream_id",
-                (low, ds, low, high, mark),
-            )
+            _roll_up_hour_postgres(connection, ds, t, mark)
     _recompute_current(session, ds, sqlite)
+    return True
+
+
+def _roll_up_hour_postgres(connection: sa.Connection, datastream_id: int, time_us: int, mark: int) -> None:
+    """Compute the rollup of one Datastream's hour (the one holding `time_us`) again from its rows up to the
+    watermark `mark` (the rows past it are aggregated on the fly until `roll_up` adds them)."""
+    hour = time_us - time_us % HOUR_US
+    low, high = from_us(hour), from_us(hour + HOUR_US)
+    connection.exec_driver_sql("DELETE FROM sensor_hourly WHERE datastream_id = %s AND hour = %s", (datastream_id, low))
+    connection.exec_driver_sql(
+        "INSERT INTO sensor_hourly (datastream_id, hour, count, sum, min, max) "
+        "SELECT datastream_id, %s, count(*), sum(result_number), min(result_number), max(result_number) "
+        "FROM sensor_observations WHERE datastream_id = %s AND phenomenon_time >= %s AND phenomenon_time < %s "
+        "AND id <= %s AND result_number IS NOT NULL GROUP BY datastream_id",
+        (low, datastream_id, low, high, mark),
+    )
+
+
+_PG_ASSIGNMENTS = ", ".join(f"{name.strip()} = %s" for name in _OBS_COLUMNS.split(",")[1:])
+
+
+def update_observation(session: Session, observation_id: int, new: NewObservation) -> bool:
+    """Replace an observation's properties and links but its id (a SensorThings PATCH or PUT), in the caller's
+    transaction (on SQLite holding the writer queue); False when there is none. The rollups of the hour it left and
+    the hour it joined are computed again, as a delete does, the current values of its old and new Datastream too,
+    and the new Datastream's time extents are widened to it (the compaction and `maintain` see only new ids).
+    A result or time the store cannot keep raises StoreError (index 0) before anything is written."""
+    old = get_observation(session, observation_id)
+    if old is None:
+        return False
+    ds = new.datastream_id
+    if ds not in _known_datastreams(session, {ds}):
+        raise StoreError(0, f"no Datastream {ds}")
+    result_type, number, value = _split_result(0, new.result)
+    try:
+        start = to_us(new.phenomenon_time)
+    except (TypeError, ValueError, AttributeError, OverflowError) as error:
+        raise StoreError(0, f"bad phenomenon time ({error})") from None
+    end, result_time, valid_start, valid_end = (
+        _optional_us(0, other)
+        for other in (new.phenomenon_time_end, new.result_time, new.valid_time_start, new.valid_time_end)
+    )
+    sqlite = _dialect(session) == "sqlite"
+    connection = session.connection()
+    old_time = to_us(old.phenomenon_time)
+    if sqlite:
+        values = (ds, start, end, result_type, number, _json_text(value), result_time, new.result_quality,
+                  valid_start, valid_end, _json_text(new.parameters), new.feature_id)  # fmt: skip
+        segmented.update(_raw(session), observation_id, values, old.datastream_id, old_time)
+    else:
+        from psycopg.types.json import Jsonb
+
+        values = (ds, from_us(start), from_us(end), result_type, number, None if value is None else Jsonb(value),
+                  from_us(result_time), new.result_quality, from_us(valid_start), from_us(valid_end),
+                  None if new.parameters is None else Jsonb(new.parameters), new.feature_id)  # fmt: skip
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (ROLLUP_LOCK,))
+        mark = _watermark(connection, "rollup_id")
+        connection.exec_driver_sql(
+            f"UPDATE sensor_observations SET {_PG_ASSIGNMENTS} WHERE id = %s", (*values, observation_id)
+        )
+        if observation_id <= mark:
+            _roll_up_hour_postgres(connection, old.datastream_id, old_time, mark)
+            if (ds, start // HOUR_US) != (old.datastream_id, old_time // HOUR_US):
+                _roll_up_hour_postgres(connection, ds, start, mark)
+    for datastream_id in {old.datastream_id, ds}:
+        _recompute_current(session, datastream_id, sqlite)
+    _widen_extents(connection, [(ds, start, start if end is None else end, result_time, result_time)])
     return True
 
 
