@@ -1,18 +1,23 @@
 """The least an HTTP ingest of CreateObservations can do, as a same-run yardstick for bench/ingest_http.py.
 
-A bare ASGI app under the same uvicorn (one worker) that, for each POST, parses the body with orjson, turns each
-row's ISO 8601 time into integer microseconds, appends the rows to a plain SQLite table (WAL, synchronous=FULL,
-no index but the rowid) in one transaction, and answers 201 with one Observation URL per row, as the real
-endpoint does. No authentication, no checks of Datastreams, result types or times, no current values, no audit
-row, no compaction: whatever the real server does on top of this is the price of those. `GET /readyz` answers 200
-so that bench/server.py can wait for it. The database path comes from `KOTACERDAS_BENCH_CEILING_DB`.
+A bare ASGI app under the same uvicorn (one worker, or one per core) that, for each POST, parses the body with
+orjson, turns each row's ISO 8601 time into integer microseconds, appends the rows in multi-row INSERTs to a plain
+SQLite table (WAL, synchronous=FULL, no index but the rowid) in one transaction, and answers 201 with one Observation
+URL per row, as the real endpoint does. No authentication, no checks of Datastreams, result types or times, no
+current values, no audit row, no compaction: whatever the real server does on top of this is the price of those.
+`GET /readyz` answers 200 so that bench/server.py can wait for it. The database path comes from
+`KOTACERDAS_BENCH_CEILING_DB`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +47,32 @@ def _connection() -> sqlite3.Connection:
     return connection
 
 
+# Multi-row INSERTs, as the real journal takes a batch (sensors/store.py): fewer steps of the interpreter per row.
+_ROWS_PER_STATEMENT = 128
+
+
+@functools.lru_cache(maxsize=_ROWS_PER_STATEMENT)
+def _insert_statement(count: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?)"] * count)
+    return f"INSERT INTO plain (datastream_id, phenomenon_time, result_type, result_number) VALUES {values}"
+
+
+@contextlib.contextmanager
+def _other_processes() -> Iterator[None]:
+    """With several uvicorn workers: a blocking flock beside the database, as the real server's writer queue between
+    processes (SQLite's own busy handler would sleep in steps of up to 100 ms instead of waking at once)."""
+    fd = getattr(_LOCAL, "lock_fd", None)
+    if fd is None:
+        fd = _LOCAL.lock_fd = os.open(
+            os.environ["KOTACERDAS_BENCH_CEILING_DB"] + "-writer.lock", os.O_RDWR | os.O_CREAT
+        )
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 def store(body: bytes) -> bytes:
     """Parse, convert, append, commit; the answer's body."""
     rows = []
@@ -52,12 +83,12 @@ def store(body: bytes) -> bytes:
         for moment, value in group["dataArray"]:
             append((ds, (fromisoformat(moment) - EPOCH) // ONE_US, 1, value))
     connection = _connection()
-    with _WRITER:
+    with _WRITER, _other_processes():
         connection.execute("BEGIN IMMEDIATE")
         first = connection.execute("SELECT coalesce(max(id), 0) + 1 FROM plain").fetchone()[0]
-        connection.executemany(
-            "INSERT INTO plain (datastream_id, phenomenon_time, result_type, result_number) VALUES (?,?,?,?)", rows
-        )
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            part = rows[start : start + _ROWS_PER_STATEMENT]
+            connection.execute(_insert_statement(len(part)), [value for row in part for value in row])
         connection.execute("COMMIT")
     return orjson.dumps(
         [f"http://127.0.0.1/sensorthings/v1.1/Observations({i})" for i in range(first, first + len(rows))]
