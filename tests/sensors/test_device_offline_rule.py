@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from conftest import TEST_ACTOR
 from kotacerdas.db import utcnow
 from kotacerdas.sensors import devices, readings, rules
 from kotacerdas.sensors.models import SensorRule, Thing
@@ -83,3 +84,20 @@ def test_a_device_past_its_own_limit_is_offline_on_the_tiles_in_the_console_and_
     rule = SensorRule(kind=rules.RuleKind.DEVICE_OFFLINE.value, thing_id=strict, duration_minutes=90)
     thing = session.get(Thing, strict)
     assert rules.offline_minutes(rule, thing, settings) == 30
+
+
+def test_at_its_limit_exactly_a_device_is_online_everywhere_and_offline_a_moment_later(
+    client, tokens, staff, session, settings
+):
+    heard = utcnow() - timedelta(hours=3)
+    thing, datastream = fed_gauge(client, tokens, "Pos duga air Beliti", at=heard)
+    session.execute(sa.update(Thing).where(Thing.id == thing).values(offline_after_minutes=30))
+    rules.create_rule(session, data=rules.RuleInput(kind="device_offline", thing_id=thing), actor=TEST_ACTOR, now=heard)
+    session.commit()
+    edge = heard + timedelta(minutes=30)
+    assert agree(session, settings, staff, thing, datastream, edge).offline is False
+    assert rules.evaluate_rules(session, settings=settings, now=edge, dry_run=True) == []
+    later = edge + timedelta(microseconds=1)
+    assert agree(session, settings, staff, thing, datastream, later).offline is True
+    changes = rules.evaluate_rules(session, settings=settings, now=later, dry_run=True)
+    assert [change.action for change in changes] == ["flag"]

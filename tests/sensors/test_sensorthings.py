@@ -584,3 +584,30 @@ def test_patching_an_observation_checks_it_as_new_and_the_chart_and_current_valu
     assert client.patch(url, json={"phenomenonTime": T0.isoformat()}, headers=admin).status_code == 200
     session.rollback()
     assert store.current_values(session, [ds])[ds].observation_id == newest
+
+
+def test_ref_answers_association_links_only(client, tokens):
+    admin = tokens("admin")
+    thing = create(client, admin, "/Things", gauge())
+    ds = first_datastream(client, thing["@iot.id"])
+    made = [create(client, admin, f"/Datastreams({ds})/Observations", {"result": value})["@iot.id"]
+            for value in (120, 130, 140)]  # fmt: skip
+    sensor = client.get(f"{ROOT}/Datastreams({ds})/Sensor/$ref")
+    assert sensor.status_code == 200
+    sensor_id = client.get(f"{ROOT}/Datastreams({ds})/Sensor").json()["@iot.id"]
+    assert sensor.json() == {"@iot.selfLink": f"http://testserver{ROOT}/Sensors({sensor_id})"}
+    page = client.get(f"{ROOT}/Datastreams({ds})/Observations/$ref?$top=2&$orderby=id&$count=true").json()
+    assert page["@iot.count"] == 3
+    assert [link["@iot.selfLink"] for link in page["value"]] == [
+        f"http://testserver{ROOT}/Observations({i})" for i in made[:2]
+    ]
+    assert "/Observations/$ref?" in page["@iot.nextLink"]
+    rest = client.get(page["@iot.nextLink"].replace("http://testserver", "")).json()
+    assert rest["value"] == [{"@iot.selfLink": f"http://testserver{ROOT}/Observations({made[2]})"}]
+    assert client.get(f"{ROOT}/Datastreams({ds})/Observations/$ref?$filter=result gt 125").json()["value"] == [
+        {"@iot.selfLink": f"http://testserver{ROOT}/Observations({i})"} for i in made[1:]
+    ]
+    assert_problem(client.get(f"{ROOT}/Things({thing['@iot.id']})/Datastreams/$ref?$expand=Sensor"), 400)
+    assert_problem(client.post(f"{ROOT}/Datastreams({ds})/Sensor/$ref", json={"@iot.id": 1}, headers=admin), 405)
+    assert_problem(client.get(f"{ROOT}/Things({thing['@iot.id']})/name/$ref"), 404)
+    assert_problem(client.get(f"{ROOT}/Things({thing['@iot.id']})/$ref/Datastreams"), 404)

@@ -747,10 +747,22 @@ def _decide_rate(
 
 
 def _decide_silence(
-    rule: SensorRule, state: SensorRuleState, last_heard: datetime | None, minutes: int, now: datetime
+    rule: SensorRule,
+    state: SensorRuleState,
+    last_heard: datetime | None,
+    minutes: int,
+    now: datetime,
+    *,
+    device: bool = False,
 ) -> _Decision | None:
+    """no_data: silent once N minutes have passed. device_offline (`device`): silent for longer than the limit,
+    by the one rule of the console and the public tiles (`devices.is_offline`), so all three agree at its edge. Never
+    heard from counts from the rule's creation, so a new rule does not fire at once."""
     reference = last_heard or rule.created_at
-    silent = now - reference >= timedelta(minutes=minutes)
+    if device:
+        silent = devices.is_offline(reference, minutes, now)
+    else:
+        silent = now - reference >= timedelta(minutes=minutes)
     current_state = RuleState(state.state)
     if silent and current_state is not RuleState.RAISED:
         return _Decision(RuleState.RAISED, "flag", reference, observed_at=last_heard, minutes=minutes)
@@ -819,7 +831,7 @@ def _decide(
         )
     thing = world.things[rule.thing_id]
     heard = devices.heard_from(thing.last_seen_at, world.newest_of_thing.get(thing.id), reader.now)
-    return _decide_silence(rule, state, heard, offline_minutes(rule, thing, settings), reader.now)
+    return _decide_silence(rule, state, heard, offline_minutes(rule, thing, settings), reader.now, device=True)
 
 
 def _ensure_states(session: Session, rule_ids: Sequence[int] | None) -> None:

@@ -259,6 +259,7 @@ class Target:
         self.parent: tuple[EntitySet, int, str] | None = None
         self.property: str | None = None
         self.raw_value = False
+        self.ref = False  # `…/$ref`: the association links, not the entities
         self.path = ""
 
 
@@ -273,6 +274,9 @@ def resolve(session: Session, path: str) -> Target:
                 target.raw_value = True
                 continue
             raise StaNotFound(f"nothing at {path!r}: only $value may follow a property")
+        if segment == "$ref" and target.entity_set is not None and i == len(segments) - 1:
+            target.ref = True
+            continue
         match = _SEGMENT.match(segment)
         if match is None:
             raise StaNotFound(f"nothing at {path!r}: {segment[:60]!r} is not an entity set or property")
@@ -456,6 +460,13 @@ def _resource(request: Request, path: str, session: Session, settings: Settings,
         caller = caller_of(request, session)
     target = resolve(session, path)
     entity_set = target.entity_set
+    if target.ref:
+        if method != "GET":
+            raise service.StaMethodNotAllowed(
+                "association links are read here; change one through its entity, e.g. PATCH /Datastreams(1) with "
+                '{"Sensor": {"@iot.id": 2}}'
+            )
+        return _links(request, session, target, base)
     if method == "GET":
         options = q.parse_query(request.query_params.multi_items())
         renderer = _Renderer(session, base)
@@ -508,14 +519,34 @@ def _resource(request: Request, path: str, session: Session, settings: Settings,
     return Response(status_code=200)
 
 
-def _collection(request: Request, renderer: _Renderer, target: Target, options: q.QueryOptions, base: str) -> Response:
+def _links(request: Request, session: Session, target: Target, base: str) -> Response:
+    """`…/$ref`: the self links of an association (one entity, or a collection paged and filtered as entities are)."""
     entity_set = target.entity_set
-    page = service.list_entities(session=renderer.session, entity_set=entity_set, options=options, where=target.where)
+    options = q.parse_query(request.query_params.multi_items())
+    if options.select is not None or options.expand or options.result_format is not None:
+        raise StaError("$ref answers links only: $select, $expand and $resultFormat do not apply")
+    if target.entity_id is not None:
+        return _json({"@iot.selfLink": f"{base}/{entity_set.name}({target.entity_id})"})
+    page = service.list_entities(session=session, entity_set=entity_set, options=options, where=target.where)
+    out = _page_head(request, base, target, options, page)
+    out["value"] = [{"@iot.selfLink": f"{base}/{entity_set.name}({row['id']})"} for row in page.rows]
+    return _json(out)
+
+
+def _page_head(request: Request, base: str, target: Target, options: q.QueryOptions, page: Any) -> dict[str, Any]:
+    """A collection's `@iot.count` (when asked) and `@iot.nextLink` (when more follow), before its `value`."""
     out: dict[str, Any] = {}
     if page.count is not None:
         out["@iot.count"] = page.count
     if page.more:
         out["@iot.nextLink"] = _next_link(request, base, target.path, options)
+    return out
+
+
+def _collection(request: Request, renderer: _Renderer, target: Target, options: q.QueryOptions, base: str) -> Response:
+    entity_set = target.entity_set
+    page = service.list_entities(session=renderer.session, entity_set=entity_set, options=options, where=target.where)
+    out = _page_head(request, base, target, options, page)
     if options.result_format == "dataArray":
         if entity_set.name != "Observations":
             raise StaError("$resultFormat=dataArray is for Observations only")

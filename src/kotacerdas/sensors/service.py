@@ -1237,13 +1237,8 @@ def _create_observations_inline(ctx: _Context, bodies: list[Any], datastream_id:
         if ds is None:
             if "Datastream" not in body:
                 raise StaError(f"{where}.Datastream is required")
-            ds = _link_id(body["Datastream"], f"{where}.Datastream")
-            if ds is None:
-                raise StaError(f"{where}.Datastream must link an existing Datastream by its @iot.id")
-        targets = datastream_targets(ctx.session, [ds])
-        if ds not in targets:
-            raise StaError(f"{where}.Datastream: no Datastream with @iot.id {ds}")
-        thing_id, observation_type, feature_id = targets[ds]
+            ds = _linked_datastream(body["Datastream"], where)
+        thing_id, observation_type, feature_id = _datastream_target(ctx, ds, where)
         if ctx.caller.user is None or not ctx.caller.is_admin:
             _require_things(ctx.session, ctx.caller, [thing_id], "Observations")
         check_result(body["result"], observation_type, where)
@@ -1256,6 +1251,21 @@ def _create_observations_inline(ctx: _Context, bodies: list[Any], datastream_id:
         return store.add_observations(ctx.session, rows, settings=ctx.settings)
     except store.StoreError as error:
         raise StaError(f"{where}: {error.reason}") from None
+
+
+def _linked_datastream(link: Any, where: str) -> int:
+    datastream_id = _link_id(link, f"{where}.Datastream")
+    if datastream_id is None:
+        raise StaError(f"{where}.Datastream must link an existing Datastream by its @iot.id")
+    return datastream_id
+
+
+def _datastream_target(ctx: _Context, datastream_id: int, where: str) -> tuple[int, str, int | None]:
+    """(Thing, observationType, default FeatureOfInterest) of the Datastream an Observation goes to; 400 if none."""
+    targets = datastream_targets(ctx.session, [datastream_id])
+    if datastream_id not in targets:
+        raise StaError(f"{where}.Datastream: no Datastream with @iot.id {datastream_id}")
+    return targets[datastream_id]
 
 
 def _new_observation(
@@ -1650,15 +1660,8 @@ def _update_observation(ctx: _Context, observation_id: int, body: dict[str, Any]
         "parameters": old.parameters,
     }
     merged = {**stored, **{key: value for key, value in body.items() if key in stored}}
-    datastream_id = old.datastream_id
-    if "Datastream" in body:
-        datastream_id = _link_id(body["Datastream"], f"{where}.Datastream")
-        if datastream_id is None:
-            raise StaError(f"{where}.Datastream must link an existing Datastream by its @iot.id")
-    targets = datastream_targets(ctx.session, [datastream_id])
-    if datastream_id not in targets:
-        raise StaError(f"{where}.Datastream: no Datastream with @iot.id {datastream_id}")
-    thing_id, observation_type, _feature = targets[datastream_id]
+    datastream_id = _linked_datastream(body["Datastream"], where) if "Datastream" in body else old.datastream_id
+    thing_id, observation_type, _feature = _datastream_target(ctx, datastream_id, where)
     if datastream_id != old.datastream_id:
         _require_things(ctx.session, ctx.caller, [thing_id], "Observations")
     check_result(merged["result"], observation_type, where)
