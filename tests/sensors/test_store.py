@@ -314,6 +314,46 @@ def test_sqlite_compaction_runs_when_due(backend, engine, settings, session):
         assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
+def test_sqlite_a_chunk_is_prepared_niced_unless_the_journal_is_far_behind(
+    backend, engine, settings, session, monkeypatch
+):
+    """The preparation (sort and aggregations) yields the cores to ingest while the journal is short, and runs at the
+    normal priority once it holds NICE_WHILE_SEGMENTS segments' worth; the copy always at the normal priority."""
+    if backend != "sqlite":
+        pytest.skip("the journal is SQLite's")
+    import os
+    import threading
+
+    from kotacerdas.sensors import store_sqlite
+
+    seen: list[tuple[str, int]] = []
+    real_prepare, real_merge = store_sqlite.prepare_chunk, store_sqlite.merge_prepared
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def prepare(*args, **kwargs):
+        seen.append(("prepare", nice()))
+        return real_prepare(*args, **kwargs)
+
+    def merge(*args, **kwargs):
+        seen.append(("merge", nice()))
+        return real_merge(*args, **kwargs)
+
+    monkeypatch.setattr(store_sqlite, "prepare_chunk", prepare)
+    monkeypatch.setattr(store_sqlite, "merge_prepared", merge)
+    (a,) = make_datastreams(session, 1)
+    ours = nice()
+    add(engine, settings, [NewObservation(a, T0 + timedelta(seconds=n), float(n)) for n in range(300)])
+    assert store.compact(engine, settings=settings.model_copy(update={"sensor_compact_rows": 1_000})).rows == 300
+    assert seen[:2] == [("prepare", min(19, ours + store.PREPARE_NICE)), ("merge", ours)]
+    seen.clear()
+    add(engine, settings, [NewObservation(a, T0 + timedelta(minutes=n), float(n)) for n in range(300)])
+    assert store.compact(engine, settings=settings.model_copy(update={"sensor_compact_rows": 100})).rows == 300
+    assert seen[:2] == [("prepare", ours), ("merge", ours)]  # 300 rows ≥ 2 segments of 100: far behind
+    assert nice() == ours
+
+
 def test_deleting_a_datastreams_observations_empties_its_current_value_and_rollups(engine, settings, session):
     a, b = make_datastreams(session)
     add(engine, settings, [NewObservation(ds, T0 + timedelta(minutes=m), 1.0) for ds in (a, b) for m in range(3)])
@@ -588,9 +628,10 @@ def test_sqlite_a_chunk_of_half_a_segment_or_more_fills_a_new_one(backend, engin
         assert charted(session, ds, T0, T0 + timedelta(days=1)) == raw_hourly(session, ds, T0, T0 + timedelta(days=1))
 
 
-def test_sqlite_a_chunk_prepared_before_a_delete_is_not_merged(backend, engine, settings, session):
-    """A delete between the preparation of a chunk (outside the writer queue) and its copy: the copy does nothing,
-    and the next compaction prepares the chunk again without the deleted row."""
+@pytest.mark.parametrize("change", ["delete", "update"])
+def test_sqlite_a_chunk_prepared_before_a_change_is_not_merged(backend, engine, settings, session, change):
+    """A delete or an update of a journal row between the preparation of a chunk (outside the writer queue) and its
+    copy: the copy does nothing, and the next compaction prepares the chunk again as the journal is now."""
     if backend != "sqlite":
         pytest.skip("the journal is SQLite's")
     from kotacerdas.sensors import store_sqlite
@@ -602,41 +643,24 @@ def test_sqlite_a_chunk_prepared_before_a_delete_is_not_merged(backend, engine, 
         with connection.begin():
             prepared = store_sqlite.prepare_chunk(raw, ids[-1], 1_000)
         assert prepared.rows == 10
-        with sa.orm.Session(engine) as writer:
-            writer.connection(execution_options={WRITE_OPTION: True})
-            assert store.delete_observation(writer, ids[3])
-            writer.commit()
+        if change == "delete":
+            with sa.orm.Session(engine) as writer:
+                writer.connection(execution_options={WRITE_OPTION: True})
+                assert store.delete_observation(writer, ids[3])
+                writer.commit()
+        else:
+            assert update(engine, ids[3], NewObservation(a, T0 + timedelta(minutes=3), 33.0))
         connection.execution_options(**{WRITE_OPTION: True})
         with connection.begin():
             assert store_sqlite.merge_prepared(raw, prepared, 1_000_000) is None
         store_sqlite.drop_prepared(raw)
-    assert store.journal_rows(engine) == 10  # ids[0] … ids[9], one of them gone: nothing merged
-    assert store.compact(engine, settings=settings).rows == 9
+    assert store.journal_rows(engine) == 10  # ids[0] … ids[9] (one of them gone after a delete): nothing merged
+    assert store.compact(engine, settings=settings).rows == (9 if change == "delete" else 10)
     session.rollback()
-    assert [o.id for o in store.list_observations(session, datastream_id=a)] == ids[:3] + ids[4:]
-
-
-def test_sqlite_a_chunk_prepared_before_an_update_is_not_merged(backend, engine, settings, session):
-    """An update of a journal row between the preparation and the copy of a chunk: the chunk holds the old row, so
-    it is not copied, and the next compaction merges the new one."""
-    if backend != "sqlite":
-        pytest.skip("the journal is SQLite's")
-    from kotacerdas.sensors import store_sqlite
-
-    (a,) = make_datastreams(session, 1)
-    ids = add(engine, settings, [NewObservation(a, T0 + timedelta(minutes=m), float(m)) for m in range(10)])
-    with engine.connect() as connection:
-        raw = connection.connection.driver_connection
-        with connection.begin():
-            prepared = store_sqlite.prepare_chunk(raw, ids[-1], 1_000)
-        update(engine, ids[3], NewObservation(a, T0 + timedelta(minutes=3), 33.0))
-        connection.execution_options(**{WRITE_OPTION: True})
-        with connection.begin():
-            assert store_sqlite.merge_prepared(raw, prepared, 1_000_000) is None
-        store_sqlite.drop_prepared(raw)
-    assert store.compact(engine, settings=settings).rows == 10
-    session.rollback()
-    assert store.get_observation(session, ids[3]).result == 33.0
+    if change == "delete":
+        assert [o.id for o in store.list_observations(session, datastream_id=a)] == ids[:3] + ids[4:]
+    else:
+        assert store.get_observation(session, ids[3]).result == 33.0
 
 
 def update(engine, observation_id: int, new: NewObservation) -> bool:
