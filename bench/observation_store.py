@@ -18,6 +18,7 @@ Same-run baselines, same rows, same 1,000-row transactions:
   spike measured at 1.17 M rows/s with precomputed tuples).
 - PostgreSQL: the same conversion, a binary COPY into an unpartitioned table with no index. Beside it, where a
   batch's time goes (`run_postgres_parts`): the COPY into the store's partitioned, indexed table alone, and the
+  current-value upsert alone. The same for SQLite (`run_sqlite_parts`): the journal's INSERTs alone, and the
   current-value upsert alone.
 
 Targets (issue 6): SQLite ≥ 100,000 obs/s sustained and ≥ 50 % of the baseline; PostgreSQL ≥ 50 % of the COPY.
@@ -217,6 +218,35 @@ def _month_partitions(engine: sa.Engine) -> None:
                                          (START.month - 1 + month) % 12 + 1)  # fmt: skip
 
 
+def run_sqlite_parts(rows: int) -> dict[str, Any]:
+    """Where a SQLite batch's time goes, as `run_postgres_parts` does for PostgreSQL: the store run's batches on a
+    fresh store, each part in its own 1,000-row transactions holding the writer queue: the journal's multi-row
+    INSERTs alone (`store._insert_rows`), then the current-value upsert from those rows alone, which the issue asks
+    for in the insert's transaction. No compaction."""
+    fresh_database("sqlite")
+    engine = make_engine(settings_for("sqlite"))
+    upgrade_database(engine)
+    datastreams = create_datastreams(engine)
+    insert_busy = upsert_busy = 0.0
+    next_id = 1
+    for batch in batches(rows, datastreams):
+        converted = [(next_id + n, *row) for n, row in enumerate(_converted(batch))]
+        first, next_id = next_id, next_id + len(converted)
+        began = time.perf_counter()
+        with engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
+            store._insert_rows(connection.connection.driver_connection, store._SQLITE_NUMBER_INSERT_NO_FEATURE,
+                               converted)  # fmt: skip
+        middle = time.perf_counter()
+        with engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
+            connection.connection.driver_connection.execute(store._SQLITE_CURRENT_FROM_JOURNAL, (first, next_id - 1))
+        insert_busy += middle - began
+        upsert_busy += time.perf_counter() - middle
+    engine.dispose()
+    return {"rows": rows, "journal_insert_obs_per_s": round(rows / insert_busy),
+            "current_value_upsert_obs_per_s": round(rows / upsert_busy),
+            "insert_seconds": round(insert_busy, 1), "upsert_seconds": round(upsert_busy, 1)}  # fmt: skip
+
+
 def run_postgres_parts(rows: int) -> dict[str, Any]:
     """Where a PostgreSQL batch's time goes: the store run's batches, each part in its own 1,000-row transactions,
     on a fresh store: the binary COPY into the store's own table alone (month partitions, the primary key
@@ -335,16 +365,25 @@ def measure(rows: int, pg_rows: int, backends: list[str], *, chunk_rows: int, co
     if "sqlite" in backends:
         baseline = run_baseline("sqlite", rows)
         print("sqlite baseline", baseline, flush=True)
+        # The parts first: they use the store's database too, which the store run leaves to bench/current_values.py.
+        parts = run_sqlite_parts(rows)
+        print("sqlite parts", parts, flush=True)
         measured = run_store("sqlite", rows, chunk_rows=chunk_rows, compact_rows=compact_rows)
         share = measured["obs_per_s"] / baseline["obs_per_s"]
-        figures["sqlite"] = {"store": measured, "baseline": baseline, "share_of_baseline": round(share, 3)}
+        figures["sqlite"] = {
+            "store": measured, "baseline": baseline, "share_of_baseline": round(share, 3), "parts": parts,
+            "parts_share_of_baseline": {
+                "journal_insert": round(parts["journal_insert_obs_per_s"] / baseline["obs_per_s"], 3),
+                "current_value_upsert": round(parts["current_value_upsert_obs_per_s"] / baseline["obs_per_s"], 3),
+            },
+        }  # fmt: skip
         passed &= measured["obs_per_s"] >= TARGET_SQLITE and share >= 0.5
     if "postgres" in backends and postgres_available():
+        parts = run_postgres_parts(pg_rows)
+        print("postgres parts", parts, flush=True)
         measured = run_store("postgres", pg_rows, chunk_rows=chunk_rows, compact_rows=compact_rows)
         baseline = run_baseline("postgres", pg_rows)
         print("postgres baseline", baseline, flush=True)
-        parts = run_postgres_parts(pg_rows)
-        print("postgres parts", parts, flush=True)
         share = measured["obs_per_s"] / baseline["obs_per_s"]
         figures["postgres"] = {
             "store": measured, "baseline": baseline, "share_of_baseline": round(share, 3), "parts": parts,
