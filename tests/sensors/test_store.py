@@ -314,46 +314,6 @@ def test_sqlite_compaction_runs_when_due(backend, engine, settings, session):
         assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
-def test_sqlite_a_chunk_is_prepared_niced_unless_the_journal_is_far_behind(
-    backend, engine, settings, session, monkeypatch
-):
-    """The preparation (sort and aggregations) yields the cores to ingest while the journal is short, and runs at the
-    normal priority once it holds NICE_WHILE_SEGMENTS segments' worth; the copy always at the normal priority."""
-    if backend != "sqlite":
-        pytest.skip("the journal is SQLite's")
-    import os
-    import threading
-
-    from kotacerdas.sensors import store_sqlite
-
-    seen: list[tuple[str, int]] = []
-    real_prepare, real_merge = store_sqlite.prepare_chunk, store_sqlite.merge_prepared
-
-    def nice() -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-    def prepare(*args, **kwargs):
-        seen.append(("prepare", nice()))
-        return real_prepare(*args, **kwargs)
-
-    def merge(*args, **kwargs):
-        seen.append(("merge", nice()))
-        return real_merge(*args, **kwargs)
-
-    monkeypatch.setattr(store_sqlite, "prepare_chunk", prepare)
-    monkeypatch.setattr(store_sqlite, "merge_prepared", merge)
-    (a,) = make_datastreams(session, 1)
-    ours = nice()
-    add(engine, settings, [NewObservation(a, T0 + timedelta(seconds=n), float(n)) for n in range(300)])
-    assert store.compact(engine, settings=settings.model_copy(update={"sensor_compact_rows": 1_000})).rows == 300
-    assert seen[:2] == [("prepare", min(19, ours + store.PREPARE_NICE)), ("merge", ours)]
-    seen.clear()
-    add(engine, settings, [NewObservation(a, T0 + timedelta(minutes=n), float(n)) for n in range(300)])
-    assert store.compact(engine, settings=settings.model_copy(update={"sensor_compact_rows": 100})).rows == 300
-    assert seen[:2] == [("prepare", ours), ("merge", ours)]  # 300 rows ≥ 2 segments of 100: far behind
-    assert nice() == ours
-
-
 def test_deleting_a_datastreams_observations_empties_its_current_value_and_rollups(engine, settings, session):
     a, b = make_datastreams(session)
     add(engine, settings, [NewObservation(ds, T0 + timedelta(minutes=m), 1.0) for ds in (a, b) for m in range(3)])

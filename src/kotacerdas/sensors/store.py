@@ -57,7 +57,6 @@ import functools
 import gc
 import json
 import math
-import os
 import re
 import threading
 import weakref
@@ -1103,7 +1102,7 @@ def compact(
                 raw.execute(f"PRAGMA {pragma[0]} = {pragma[1]}")
             try:
                 with connection.begin():
-                    prepared = _prepare_yielding(raw, run_high, chunk, behind=segment_rows * NICE_WHILE_SEGMENTS)
+                    prepared = segmented.prepare_chunk(raw, run_high, chunk)
                 if prepared is None:
                     break
                 started = time.perf_counter()
@@ -1130,42 +1129,6 @@ def compact(
         stats.longest_chunk_seconds = max(stats.longest_chunk_seconds, took)
     stats.seconds = time.perf_counter() - began
     return stats
-
-
-# The preparation of a chunk (a sort and aggregations in SQLite's C code, about two thirds of a compaction's CPU)
-# runs at this nice value while the journal holds fewer than NICE_WHILE_SEGMENTS segments' worth of rows: on a machine
-# busy with ingest the request handlers get the cores first, and the compaction catches up when ingest eases. Past
-# that, it runs at the normal priority, so that the journal (which every chart read scans) stays bounded. The copy
-# that holds the writer queue always runs at the normal priority: ingest waits for it.
-PREPARE_NICE = 10
-NICE_WHILE_SEGMENTS = 2
-
-
-def _prepare_yielding(raw: Any, run_high: int, chunk: int, *, behind: int) -> segmented.PreparedChunk | None:
-    """`prepare_chunk` in a thread of its own, niced (Linux sets a thread's nice value, and the sorter threads SQLite
-    starts from it inherit it) unless the journal holds `behind` rows or more. A new thread each time: an
-    unprivileged process may not lower a nice value again."""
-    journal = raw.execute("SELECT max(id) - min(id) + 1 FROM sensor_obs_journal").fetchone()[0] or 0
-    if journal >= behind or not hasattr(os, "setpriority"):
-        return segmented.prepare_chunk(raw, run_high, chunk)
-    result: list[Any] = []
-
-    def prepare() -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PREPARE_NICE)
-        except OSError:
-            pass  # not allowed here: prepare at the normal priority
-        try:
-            result.append(segmented.prepare_chunk(raw, run_high, chunk))
-        except BaseException as error:  # raised again in the caller's thread
-            result.append(error)
-
-    helper = threading.Thread(target=prepare, name="kotacerdas-compaction-prepare")
-    helper.start()
-    helper.join()
-    if isinstance(result[0], BaseException):
-        raise result[0]
-    return result[0]
 
 
 # (pragma, during a compaction, after it)
