@@ -13,7 +13,7 @@ from kotacerdas.sensors import devices, readings, rules
 from kotacerdas.sensors.models import SensorRule, Thing
 
 from .test_pages import tile_html
-from .test_sensorthings import ROOT, create, first_datastream, gauge
+from .test_sensorthings import OM, ROOT, create, first_datastream, gauge
 
 
 def fed_gauge(client, tokens, name: str, *, at: datetime, offline_after_minutes: int | None = None) -> tuple[int, int]:
@@ -101,3 +101,31 @@ def test_at_its_limit_exactly_a_device_is_online_everywhere_and_offline_a_moment
     assert agree(session, settings, staff, thing, datastream, later).offline is True
     changes = rules.evaluate_rules(session, settings=settings, now=later, dry_run=True)
     assert [change.action for change in changes] == ["flag"]
+
+
+def test_a_station_is_heard_from_when_any_of_its_datastreams_reports(client, tokens, staff, session, settings):
+    """A station with two Datastreams whose rain gauge fell silent while its water level still reports: online on
+    the silent Datastream's tile too, as in the console and for the device_offline rule."""
+    now = utcnow()
+    thing, level_stream = fed_gauge(client, tokens, "Pos duga air Musi", at=now - timedelta(minutes=5))
+    rain = create(client, tokens("pupr_staff"), "/Datastreams", {
+        "name": "Curah hujan", "description": "Curah hujan", "observationType": OM + "OM_Measurement",
+        "unitOfMeasurement": {"name": "millimetre", "symbol": "mm", "definition": "ucum:mm"},
+        "Thing": {"@iot.id": thing}, "Sensor": {"name": "Tipping bucket", "description": "Penakar hujan",
+                                                 "encodingType": "text/html", "metadata": "https://example.org/rain"},
+        "ObservedProperty": {"name": "Curah hujan", "definition": "https://example.org/rain", "description": "Hujan"},
+    })["@iot.id"]  # fmt: skip
+    posted = client.post(f"{ROOT}/Datastreams({rain})/Observations", headers=tokens("pupr_staff"),
+                         json={"phenomenonTime": (now - timedelta(hours=5)).isoformat(), "result": 0.0})  # fmt: skip
+    assert posted.status_code == 201, posted.text
+    health = agree(session, settings, staff, thing, rain, now)
+    assert health.offline is False and health.last_seen_at == now - timedelta(minutes=5)
+    assert agree(session, settings, staff, thing, level_stream, now) == health
+    rule = rules.create_rule(session, data=rules.RuleInput(kind="device_offline", thing_id=thing), actor=TEST_ACTOR,
+                             now=now - timedelta(hours=6))  # fmt: skip
+    session.commit()
+    assert rules.evaluate_rules(session, settings=settings, now=now, dry_run=True) == []
+    later = now + timedelta(hours=2)  # both silent past the setting's hour
+    assert agree(session, settings, staff, thing, rain, later).offline is True
+    assert [change.rule_id for change in rules.evaluate_rules(session, settings=settings, now=later, dry_run=True)] \
+        == [rule.id]  # fmt: skip

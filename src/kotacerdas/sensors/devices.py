@@ -175,6 +175,16 @@ def _streams(session: Session, things: sa.ColumnElement[bool]) -> dict[int, _Str
     return {thing_id: _Streams(count, newest.get(thing_id)) for thing_id, count in counts.items()}
 
 
+def newest_readings(session: Session, thing_ids: Iterable[int]) -> dict[int, datetime]:
+    """The time of each Thing's newest reading, over all its Datastreams (the reading half of `heard_from`), for
+    the Things that have one: what the console, the public tiles and the device_offline rule all judge by."""
+    ids = sorted(set(thing_ids))
+    if not ids:
+        return {}
+    streams = _streams(session, Thing.id.in_(ids))
+    return {thing_id: found.newest for thing_id, found in streams.items() if found.newest is not None}
+
+
 def _managed_thing(session: Session, thing_id: int, by: User) -> Thing:
     """The Thing `thing_id` if `by` may manage it (404 unknown, 403 another OPD's)."""
     from kotacerdas.sensors.service import can_manage_agency

@@ -74,7 +74,7 @@ class TileReader:
     def read(self, ids: list[int], fresh: set[int]) -> dict[int, dict[str, bytes]]:
         """The frames (per language) of the tiles among `ids` that changed since the last read, and of every tile
         in `fresh` whether changed or not. Forgets Datastreams no longer watched."""
-        from kotacerdas.sensors import readings, store
+        from kotacerdas.sensors import devices, readings, store
 
         wanted = set(ids)
         for gone in set(self._signatures) - wanted:
@@ -88,13 +88,16 @@ class TileReader:
                 self._meta_read_at = time.monotonic()
                 self._absent = wanted - set(self._meta)
             current = store.current_values(session, [i for i in ids if i in self._meta])
+            # A station is heard from when any of its Datastreams reports, as the console judges it.
+            newest = devices.newest_readings(session, {self._meta[i].thing_id for i in ids if i in self._meta})
         changed: dict[int, dict[str, bytes]] = {}
         for datastream_id in ids:
             meta = self._meta.get(datastream_id)
             if meta is None:  # deleted, or never existed: nothing to show
                 continue
             value = current.get(datastream_id)
-            tile = readings.make_tile(meta, value, self._names, now)
+            thing_newest = newest.get(meta.thing_id)
+            tile = readings.make_tile(meta, value, self._names, now, thing_newest)
             signature = (
                 value.observation_id if value else None,
                 value.phenomenon_time if value else None,
@@ -111,7 +114,7 @@ class TileReader:
             for lang in SUPPORTED_LOCALES:
                 token = set_locale(lang)
                 try:
-                    tile = readings.make_tile(meta, value, self._names, now)
+                    tile = readings.make_tile(meta, value, self._names, now, thing_newest)
                     frames[lang] = tile_frame(readings.tile_view(tile, self.settings))
                 finally:
                     reset_locale(token)

@@ -150,11 +150,15 @@ class Tile:
         return self.level.colour if self.level is not None else NO_LEVEL_COLOUR
 
 
-def health_of(meta: TileMeta, current: store.CurrentValue | None, now: datetime) -> Health:
+def health_of(
+    meta: TileMeta, current: store.CurrentValue | None, now: datetime, thing_newest: datetime | None = None
+) -> Health:
     """The device's health now, by the device console's rule (`devices.heard_from`, `devices.is_offline`): heard
-    from at the newer of its `last_seen_at` and this Datastream's newest reading, a time ahead of now counted as now;
-    offline when that is longer ago than its limit, or never."""
-    seen = devices.heard_from(meta.last_seen_at, current.phenomenon_time if current is not None else None, now)
+    from at the newer of its `last_seen_at` and its Thing's newest reading (`thing_newest`, from
+    `devices.newest_readings`: a station's other Datastreams count too) or this Datastream's, a time ahead of now
+    counted as now; offline when that is longer ago than its limit, or never."""
+    times = [t for t in (thing_newest, current.phenomenon_time if current is not None else None) if t is not None]
+    seen = devices.heard_from(meta.last_seen_at, max(times) if times else None, now)
     offline = devices.is_offline(seen, meta.offline_after_minutes, now)
     return Health(seen, meta.battery_percent, meta.signal_dbm, offline)
 
@@ -228,11 +232,18 @@ def region_names(session: Session, metas: Iterable[TileMeta]) -> dict[str, str]:
 def _tiles(session: Session, metas: list[TileMeta], now: datetime) -> list[Tile]:
     names = region_names(session, metas)
     current = store.current_values(session, [meta.datastream_id for meta in metas])
-    return [make_tile(meta, current.get(meta.datastream_id), names, now) for meta in metas]
+    newest = devices.newest_readings(session, {meta.thing_id for meta in metas})
+    return [make_tile(meta, current.get(meta.datastream_id), names, now, newest.get(meta.thing_id)) for meta in metas]
 
 
-def make_tile(meta: TileMeta, current: store.CurrentValue | None, names: dict[str, str], now: datetime) -> Tile:
-    """A tile from its meta and current value (texts in the request's language)."""
+def make_tile(
+    meta: TileMeta,
+    current: store.CurrentValue | None,
+    names: dict[str, str],
+    now: datetime,
+    thing_newest: datetime | None = None,
+) -> Tile:
+    """A tile from its meta, current value and its Thing's newest reading (texts in the request's language)."""
     value = current.result if current is not None else None
     return Tile(
         meta=meta,
@@ -242,7 +253,7 @@ def make_tile(meta: TileMeta, current: store.CurrentValue | None, names: dict[st
         value_text=format_value(value) if current is not None else "–",
         observed_at=current.phenomenon_time if current is not None else None,
         level=level_of(value, meta.levels),
-        health=health_of(meta, current, now),
+        health=health_of(meta, current, now, thing_newest),
     )
 
 

@@ -791,26 +791,14 @@ def _load_world(session: Session, rules: Sequence[SensorRule]) -> _World:
     from kotacerdas.sensors import store
 
     thing_ids = {rule.thing_id for rule in rules}
-    datastreams = {
-        datastream.id: datastream
-        for datastream in session.scalars(
-            sa.select(Datastream).where(
-                sa.or_(
-                    Datastream.id.in_({rule.datastream_id for rule in rules if rule.datastream_id}),
-                    Datastream.thing_id.in_(
-                        {rule.thing_id for rule in rules if rule.kind == RuleKind.DEVICE_OFFLINE.value}
-                    ),
-                )
-            )
-        )
-    }
+    wanted = {rule.datastream_id for rule in rules if rule.datastream_id}
+    datastreams = {ds.id: ds for ds in session.scalars(sa.select(Datastream).where(Datastream.id.in_(wanted)))}
     things = {thing.id: thing for thing in session.scalars(sa.select(Thing).where(Thing.id.in_(thing_ids)))}
     currents = store.current_values(session, list(datastreams))
-    newest: dict[int, datetime] = {}
-    for datastream_id, current in currents.items():
-        thing_id = datastreams[datastream_id].thing_id
-        if thing_id not in newest or current.phenomenon_time > newest[thing_id]:
-            newest[thing_id] = current.phenomenon_time
+    # A device is heard from when any of its Datastreams reports (devices.newest_readings, as the console).
+    newest = devices.newest_readings(
+        session, {rule.thing_id for rule in rules if rule.kind == RuleKind.DEVICE_OFFLINE.value}
+    )
     return _World(datastreams, things, currents, newest)
 
 
