@@ -219,51 +219,33 @@ def _month_partitions(engine: sa.Engine) -> None:
 
 
 def run_sqlite_parts(rows: int) -> dict[str, Any]:
-    """Where a SQLite batch's time goes, as `run_postgres_parts` does for PostgreSQL: the store run's batches on a
-    fresh store, each part in its own 1,000-row transactions holding the writer queue: the journal's multi-row
+    """Where a SQLite batch's time goes, as `run_postgres_parts` does for PostgreSQL: the journal's multi-row
     INSERTs alone (`store._insert_rows`), then the current-value upsert from those rows alone, which the issue asks
-    for in the insert's transaction. No compaction."""
-    fresh_database("sqlite")
-    engine = make_engine(settings_for("sqlite"))
-    upgrade_database(engine)
-    datastreams = create_datastreams(engine)
-    insert_busy = upsert_busy = 0.0
-    next_id = 1
-    for batch in batches(rows, datastreams):
-        converted = [(next_id + n, *row) for n, row in enumerate(_converted(batch))]
-        first, next_id = next_id, next_id + len(converted)
-        began = time.perf_counter()
+    for in the insert's transaction, each holding the writer queue. No compaction."""
+
+    def insert(engine: sa.Engine, rows: list[tuple]) -> None:
         with engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
-            store._insert_rows(connection.connection.driver_connection, store._SQLITE_NUMBER_INSERT_NO_FEATURE,
-                               converted)  # fmt: skip
-        middle = time.perf_counter()
+            store._insert_rows(connection.connection.driver_connection, store._SQLITE_NUMBER_INSERT_NO_FEATURE, rows)
+
+    def upsert(engine: sa.Engine, rows: list[tuple]) -> None:
         with engine.connect().execution_options(**{WRITE_OPTION: True}) as connection, connection.begin():
-            connection.connection.driver_connection.execute(store._SQLITE_CURRENT_FROM_JOURNAL, (first, next_id - 1))
-        insert_busy += middle - began
-        upsert_busy += time.perf_counter() - middle
-    engine.dispose()
+            connection.connection.driver_connection.execute(
+                store._SQLITE_CURRENT_FROM_JOURNAL, (rows[0][0], rows[-1][0])
+            )
+
+    insert_busy, upsert_busy = _time_parts("sqlite", rows, insert, upsert)
     return {"rows": rows, "journal_insert_obs_per_s": round(rows / insert_busy),
             "current_value_upsert_obs_per_s": round(rows / upsert_busy),
             "insert_seconds": round(insert_busy, 1), "upsert_seconds": round(upsert_busy, 1)}  # fmt: skip
 
 
 def run_postgres_parts(rows: int) -> dict[str, Any]:
-    """Where a PostgreSQL batch's time goes: the store run's batches, each part in its own 1,000-row transactions,
-    on a fresh store: the binary COPY into the store's own table alone (month partitions, the primary key
-    (datastream_id, phenomenon_time, id) and the id index), then the current-value upsert alone
+    """Where a PostgreSQL batch's time goes: the binary COPY into the store's own table alone (month partitions, the
+    primary key (datastream_id, phenomenon_time, id) and the id index), then the current-value upsert alone
     (`store._upsert_current_postgres`, about 950 Datastreams per batch), which the issue asks for in the insert's
     transaction."""
-    fresh_database("postgres")
-    engine = make_engine(settings_for("postgres"))
-    upgrade_database(engine)
-    datastreams = create_datastreams(engine)
-    _month_partitions(engine)
-    copy_busy = upsert_busy = 0.0
-    next_id = 1
-    for batch in batches(rows, datastreams):
-        converted = [(next_id + n, *row) for n, row in enumerate(_converted(batch))]
-        next_id += len(converted)
-        began = time.perf_counter()
+
+    def copy_in(engine: sa.Engine, rows: list[tuple]) -> None:
         with engine.begin() as connection:
             raw = connection.connection.driver_connection
             with raw.cursor() as cursor, cursor.copy(
@@ -271,20 +253,41 @@ def run_postgres_parts(rows: int) -> dict[str, Any]:
                 "FROM STDIN (FORMAT BINARY)"
             ) as copy:  # fmt: skip
                 copy.set_types(["int8", "int4", "timestamptz", "int2", "float8"])
-                for oid, ds, t, rtype, number in converted:
+                for oid, ds, t, rtype, number in rows:
                     copy.write_row((oid, ds, store.from_us(t), rtype, number))
-        middle = time.perf_counter()
-        with engine.begin() as connection:
-            with connection.connection.driver_connection.cursor() as cursor:
-                store._upsert_current_postgres(
-                    cursor, ((ds, oid, t, rtype, number, None) for oid, ds, t, rtype, number in converted)
-                )
-        copy_busy += middle - began
-        upsert_busy += time.perf_counter() - middle
-    engine.dispose()
+
+    def upsert(engine: sa.Engine, rows: list[tuple]) -> None:
+        with engine.begin() as connection, connection.connection.driver_connection.cursor() as cursor:
+            store._upsert_current_postgres(cursor, ((ds, oid, t, rtype, n, None) for oid, ds, t, rtype, n in rows))
+
+    copy_busy, upsert_busy = _time_parts("postgres", rows, copy_in, upsert)
     return {"rows": rows, "copy_into_store_table_obs_per_s": round(rows / copy_busy),
             "current_value_upsert_obs_per_s": round(rows / upsert_busy),
             "copy_seconds": round(copy_busy, 1), "upsert_seconds": round(upsert_busy, 1)}  # fmt: skip
+
+
+def _time_parts(backend: str, rows: int, insert: Any, upsert: Any) -> tuple[float, float]:
+    """On a fresh store, the store run's batches as (id, Datastream, time µs, type, number) rows, each through
+    `insert(engine, rows)` and then `upsert(engine, rows)`, each in its own transactions: the seconds of each."""
+    fresh_database(backend)
+    engine = make_engine(settings_for(backend))
+    upgrade_database(engine)
+    datastreams = create_datastreams(engine)
+    if backend == "postgres":
+        _month_partitions(engine)
+    insert_busy = upsert_busy = 0.0
+    next_id = 1
+    for batch in batches(rows, datastreams):
+        converted = [(next_id + n, *row) for n, row in enumerate(_converted(batch))]
+        next_id += len(converted)
+        began = time.perf_counter()
+        insert(engine, converted)
+        middle = time.perf_counter()
+        upsert(engine, converted)
+        insert_busy += middle - began
+        upsert_busy += time.perf_counter() - middle
+    engine.dispose()
+    return insert_busy, upsert_busy
 
 
 def _segment(index: int, rows: int, busy: float, latencies: list[float]) -> dict[str, Any]:
@@ -358,6 +361,15 @@ def run_baseline(backend: str, rows: int) -> dict[str, Any]:
             "cpu_seconds": round(time.process_time() - cpu_started, 1), "what": what}  # fmt: skip
 
 
+def _figures(measured: dict[str, Any], baseline: dict[str, Any], parts: dict[str, Any]) -> dict[str, Any]:
+    """A backend's figures: the store run, its baseline, the parts, and each one's share of the baseline."""
+    base = baseline["obs_per_s"]
+    return {"store": measured, "baseline": baseline, "share_of_baseline": round(measured["obs_per_s"] / base, 3),
+            "parts": parts,
+            "parts_share_of_baseline": {name.removesuffix("_obs_per_s"): round(value / base, 3)
+                                        for name, value in parts.items() if name.endswith("_obs_per_s")}}  # fmt: skip
+
+
 def measure(rows: int, pg_rows: int, backends: list[str], *, chunk_rows: int, compact_rows: int, quick: bool) -> bool:
     figures: dict[str, Any] = {"quick": quick, "load_average_at_start": load_average(), "batch": BATCH,
                                "datastreams": DATASTREAMS}  # fmt: skip
@@ -369,30 +381,16 @@ def measure(rows: int, pg_rows: int, backends: list[str], *, chunk_rows: int, co
         parts = run_sqlite_parts(rows)
         print("sqlite parts", parts, flush=True)
         measured = run_store("sqlite", rows, chunk_rows=chunk_rows, compact_rows=compact_rows)
-        share = measured["obs_per_s"] / baseline["obs_per_s"]
-        figures["sqlite"] = {
-            "store": measured, "baseline": baseline, "share_of_baseline": round(share, 3), "parts": parts,
-            "parts_share_of_baseline": {
-                "journal_insert": round(parts["journal_insert_obs_per_s"] / baseline["obs_per_s"], 3),
-                "current_value_upsert": round(parts["current_value_upsert_obs_per_s"] / baseline["obs_per_s"], 3),
-            },
-        }  # fmt: skip
-        passed &= measured["obs_per_s"] >= TARGET_SQLITE and share >= 0.5
+        figures["sqlite"] = _figures(measured, baseline, parts)
+        passed &= measured["obs_per_s"] >= TARGET_SQLITE and figures["sqlite"]["share_of_baseline"] >= 0.5
     if "postgres" in backends and postgres_available():
         parts = run_postgres_parts(pg_rows)
         print("postgres parts", parts, flush=True)
         measured = run_store("postgres", pg_rows, chunk_rows=chunk_rows, compact_rows=compact_rows)
         baseline = run_baseline("postgres", pg_rows)
         print("postgres baseline", baseline, flush=True)
-        share = measured["obs_per_s"] / baseline["obs_per_s"]
-        figures["postgres"] = {
-            "store": measured, "baseline": baseline, "share_of_baseline": round(share, 3), "parts": parts,
-            "parts_share_of_baseline": {
-                "copy_into_store_table": round(parts["copy_into_store_table_obs_per_s"] / baseline["obs_per_s"], 3),
-                "current_value_upsert": round(parts["current_value_upsert_obs_per_s"] / baseline["obs_per_s"], 3),
-            },
-        }  # fmt: skip
-        passed &= share >= 0.5
+        figures["postgres"] = _figures(measured, baseline, parts)
+        passed &= figures["postgres"]["share_of_baseline"] >= 0.5
     figures["load_average_at_end"] = load_average()
     write_result(
         "observation_store",
