@@ -588,10 +588,11 @@ def test_sqlite_a_chunk_of_half_a_segment_or_more_fills_a_new_one(backend, engin
         assert charted(session, ds, T0, T0 + timedelta(days=1)) == raw_hourly(session, ds, T0, T0 + timedelta(days=1))
 
 
-@pytest.mark.parametrize("change", ["delete", "update"])
+@pytest.mark.parametrize("change", ["delete", "update", "compaction"])
 def test_sqlite_a_chunk_prepared_before_a_change_is_not_merged(backend, engine, settings, session, change):
-    """A delete or an update of a journal row between the preparation of a chunk (outside the writer queue) and its
-    copy: the copy does nothing, and the next compaction prepares the chunk again as the journal is now."""
+    """A delete or an update of a journal row, or another compaction (a second process's worker), between the
+    preparation of a chunk (outside the writer queue) and its copy: the copy does nothing, and the next compaction
+    prepares the chunk again as the journal is now; no row is ever copied twice."""
     if backend != "sqlite":
         pytest.skip("the journal is SQLite's")
     from kotacerdas.sensors import store_sqlite
@@ -608,12 +609,19 @@ def test_sqlite_a_chunk_prepared_before_a_change_is_not_merged(backend, engine, 
                 writer.connection(execution_options={WRITE_OPTION: True})
                 assert store.delete_observation(writer, ids[3])
                 writer.commit()
-        else:
+        elif change == "update":
             assert update(engine, ids[3], NewObservation(a, T0 + timedelta(minutes=3), 33.0))
+        else:
+            assert store.compact(engine, settings=settings).rows == 10
         connection.execution_options(**{WRITE_OPTION: True})
         with connection.begin():
             assert store_sqlite.merge_prepared(raw, prepared, 1_000_000) is None
         store_sqlite.drop_prepared(raw)
+    session.rollback()
+    if change == "compaction":
+        assert store.journal_rows(engine) == 0
+        assert [o.id for o in store.list_observations(session, datastream_id=a)] == ids  # each once
+        return
     assert store.journal_rows(engine) == 10  # ids[0] … ids[9] (one of them gone after a delete): nothing merged
     assert store.compact(engine, settings=settings).rows == (9 if change == "delete" else 10)
     session.rollback()

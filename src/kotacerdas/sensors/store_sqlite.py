@@ -35,7 +35,8 @@ HOUR_OF = f"phenomenon_time - ((phenomenon_time % {HOUR_US}) + {HOUR_US}) % {HOU
 # Every column but id, as `name = ?` for an UPDATE of one observation.
 _ASSIGNMENTS = ", ".join(f"{name.strip()} = ?" for name in COLUMNS.split(",")[1:])
 # The key in sensor_store_state counting the changes to the journal's rows other than appends (a delete, an
-# update): a prepared chunk is merged only if none happened since it was prepared.
+# update, a merge): a prepared chunk is merged only if none happened since it was prepared, so neither a stale row
+# nor a chunk that a concurrent compaction (another process's worker) merged already is copied.
 JOURNAL_CHANGES = "journal_changes"
 
 
@@ -208,6 +209,7 @@ def merge_prepared(raw: Any, chunk: PreparedChunk, segment_rows: int) -> int | N
         raw.execute("DELETE FROM sensor_obs_journal")
     else:
         raw.execute("DELETE FROM sensor_obs_journal WHERE id <= ?", (chunk.high,))
+    _journal_changed(raw)  # a chunk another compaction prepared meanwhile is not copied a second time
     return chunk.rows
 
 
